@@ -1,0 +1,2 @@
+//! The keelson command line.
+fn main() {}

@@ -1,0 +1,14 @@
+//! Keelson's domain types, shared by every host crate and free of I/O.
+//!
+//! The plugin contract's WIT types stop at `keelson-runtime`, which converts them into these:
+//! [`ConnectorInfo`], [`Registry`], [`Repository`], [`Image`], [`Finding`], [`ImageContext`] and
+//! [`ConnectorError`]. [`HostPattern`] is the grammar of `allowed_hosts`, shared by the config
+//! validator and the egress gate.
+
+mod error;
+mod host_pattern;
+mod model;
+
+pub use error::ConnectorError;
+pub use host_pattern::{HostPattern, HostPatternError, PatternPart};
+pub use model::*;
