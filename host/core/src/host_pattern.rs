@@ -46,7 +46,9 @@ pub enum HostPatternError {
     HasUserinfo(String),
     #[error("`{0}` has no host")]
     EmptyHost(String),
-    #[error("`{0}` has a wildcard inside the host; only a leading `*.` (any subdomain) or `*` is allowed")]
+    #[error(
+        "`{0}` has a wildcard inside the host; only a leading `*.` (any subdomain) or `*` is allowed"
+    )]
     MisplacedWildcard(String),
     #[error("`{0}` has host `{1}`, which is not a valid DNS name or IP address")]
     InvalidHost(String, String),
@@ -74,7 +76,9 @@ impl HostPattern {
     /// Parses `scheme://host[:port]`.
     pub fn parse(text: &str) -> Result<Self, HostPatternError> {
         let owned = || text.to_owned();
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| HostPatternError::MissingScheme(owned()))?;
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| HostPatternError::MissingScheme(owned()))?;
         let scheme = scheme.to_ascii_lowercase();
         let scheme = match scheme.as_str() {
             "*" => PatternPart::Any,
@@ -111,17 +115,22 @@ impl HostPattern {
             check_name(text, &host)?;
             HostMatch::Exact(host)
         };
-        Ok(Self { original: text.to_owned(), scheme, host, port })
+        Ok(Self {
+            original: text.to_owned(),
+            scheme,
+            host,
+            port,
+        })
     }
 
     /// Whether a request to `scheme://host:port` is allowed. `host` may be in any case and carry a
     /// trailing dot; IPv6 literals are given without brackets.
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         let scheme = scheme.to_ascii_lowercase();
-        if let PatternPart::Exact(s) = &self.scheme {
-            if *s != scheme {
-                return false;
-            }
+        if let PatternPart::Exact(s) = &self.scheme
+            && *s != scheme
+        {
+            return false;
         }
         let port_ok = match &self.port {
             Some(PatternPart::Any) => true,
@@ -135,7 +144,9 @@ impl HostPattern {
         match &self.host {
             HostMatch::Any => true,
             HostMatch::Exact(h) => *h == host,
-            HostMatch::Below(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+            HostMatch::Below(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
         }
     }
 
@@ -177,12 +188,17 @@ fn check_name(text: &str, host: &str) -> Result<(), HostPatternError> {
     let valid_label = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
     if host.len() > 253 || !host.split('.').all(valid_label) {
-        return Err(HostPatternError::InvalidHost(text.to_owned(), host.to_owned()));
+        return Err(HostPatternError::InvalidHost(
+            text.to_owned(),
+            host.to_owned(),
+        ));
     }
     Ok(())
 }
@@ -206,7 +222,9 @@ mod tests {
     use super::*;
 
     fn allows(pattern: &str, scheme: &str, host: &str, port: u16) -> bool {
-        HostPattern::parse(pattern).unwrap().matches(scheme, host, port)
+        HostPattern::parse(pattern)
+            .unwrap()
+            .matches(scheme, host, port)
     }
 
     #[test]
@@ -223,9 +241,24 @@ mod tests {
     #[test]
     fn scheme_and_port_must_match() {
         assert!(!allows("https://*.azurecr.io", "http", "a.azurecr.io", 80));
-        assert!(!allows("https://*.azurecr.io", "https", "a.azurecr.io", 444));
-        assert!(allows("https://a.example.com:8443", "https", "a.example.com", 8443));
-        assert!(!allows("https://a.example.com:8443", "https", "a.example.com", 443));
+        assert!(!allows(
+            "https://*.azurecr.io",
+            "https",
+            "a.azurecr.io",
+            444
+        ));
+        assert!(allows(
+            "https://a.example.com:8443",
+            "https",
+            "a.example.com",
+            8443
+        ));
+        assert!(!allows(
+            "https://a.example.com:8443",
+            "https",
+            "a.example.com",
+            443
+        ));
         assert!(allows("*://a.example.com:*", "http", "a.example.com", 1234));
         assert!(allows("*://*:*", "https", "anything.test", 9));
         assert!(allows("*://a.example.com", "http", "a.example.com", 80));
@@ -234,8 +267,18 @@ mod tests {
 
     #[test]
     fn exact_hosts_and_ip_literals() {
-        assert!(allows("https://login.microsoftonline.com", "https", "login.microsoftonline.com", 443));
-        assert!(!allows("https://login.microsoftonline.com", "https", "xlogin.microsoftonline.com", 443));
+        assert!(allows(
+            "https://login.microsoftonline.com",
+            "https",
+            "login.microsoftonline.com",
+            443
+        ));
+        assert!(!allows(
+            "https://login.microsoftonline.com",
+            "https",
+            "xlogin.microsoftonline.com",
+            443
+        ));
         assert!(allows("https://[::1]:8443", "https", "::1", 8443));
         assert!(allows("https://127.0.0.1:8443", "https", "127.0.0.1", 8443));
     }
@@ -248,9 +291,15 @@ mod tests {
         assert!(matches!(err("ftp://x.com"), E::UnsupportedScheme(..)));
         assert!(matches!(err("https://x.com/path"), E::HasPath(_)));
         assert!(matches!(err("https://x.com?q"), E::HasPath(_)));
-        assert!(matches!(err("https://ok.azurecr.io@evil.com"), E::HasUserinfo(_)));
+        assert!(matches!(
+            err("https://ok.azurecr.io@evil.com"),
+            E::HasUserinfo(_)
+        ));
         assert!(matches!(err("https://a.*.com"), E::MisplacedWildcard(_)));
-        assert!(matches!(err("https://*example.com"), E::MisplacedWildcard(_)));
+        assert!(matches!(
+            err("https://*example.com"),
+            E::MisplacedWildcard(_)
+        ));
         assert!(matches!(err("https://x.com:0"), E::InvalidPort(..)));
         assert!(matches!(err("https://x.com:http"), E::InvalidPort(..)));
         assert!(matches!(err("https://"), E::EmptyHost(_)));
@@ -260,7 +309,9 @@ mod tests {
 
     #[test]
     fn error_messages_quote_the_pattern_and_show_the_expected_form() {
-        let msg = HostPattern::parse("management.azure.com").unwrap_err().to_string();
+        let msg = HostPattern::parse("management.azure.com")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             msg,
             "`management.azure.com` has no scheme; expected `scheme://host[:port]`, e.g. `https://*.azurecr.io`"

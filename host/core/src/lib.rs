@@ -10,5 +10,5 @@ mod host_pattern;
 mod model;
 
 pub use error::ConnectorError;
-pub use host_pattern::{HostPattern, HostPatternError, PatternPart};
+pub use host_pattern::{HostPattern, HostPatternError, PatternPart, default_port, normalize_host};
 pub use model::*;

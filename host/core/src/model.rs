@@ -50,7 +50,9 @@ impl fmt::Display for Severity {
 
 /// The text was not a severity name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a severity; expected one of unknown, informational, low, medium, high, critical")]
+#[error(
+    "`{0}` is not a severity; expected one of unknown, informational, low, medium, high, critical"
+)]
 pub struct ParseSeverityError(pub String);
 
 impl FromStr for Severity {
@@ -260,6 +262,9 @@ mod tests {
 
     #[test]
     fn severity_serialises_lowercase() {
-        assert_eq!(serde_json::to_string(&Severity::Medium).unwrap(), "\"medium\"");
+        assert_eq!(
+            serde_json::to_string(&Severity::Medium).unwrap(),
+            "\"medium\""
+        );
     }
 }
