@@ -1,0 +1,11 @@
+//! The sandbox tests: RELIABILITY.md T01–T14 against the hostile fixture, the runtime's side of
+//! T15–T18 (forbidden requests come back to the guest as `denied`), plugin loading refusals, and
+//! the well-behaved fixture end to end.
+//!
+//! Fixtures come from `plugins/target/wasm32-wasip2/release/`; build them first with
+//! `cd plugins && cargo build --release --target wasm32-wasip2`.
+
+mod harness;
+mod hostile;
+mod loading;
+mod well_behaved;

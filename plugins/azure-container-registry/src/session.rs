@@ -1,0 +1,876 @@
+//! One connection to a subscription: the token caches, the requests, and the paging.
+//!
+//! Every request counts against Azure's throttles, so a session fetches nothing twice: one
+//! Entra ID token per lifetime (the Resource Manager audience, also used for the registries'
+//! token exchange), one refresh token per registry, one access token per registry and scope,
+//! registry-list pages kept by URL, and the Resource Graph page being served kept until it is
+//! served. Paging state lives in the cursors; the caches only save requests.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use keelson_plugin_sdk::http::{Client, RequestBuilder, Response, encode_component};
+use keelson_plugin_sdk::pager::{Cursor, Trail};
+use keelson_plugin_sdk::{
+    Account, ConnectorError, Finding, FindingPage, ImageContext, ImagePage, ImageRef, PageRequest,
+    RegistryPage, RepositoryPage, ScanScope, Session, Setting, debug, warn,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::acr::{self, CATALOG_SCOPE};
+use crate::arm::{self, RegistryInfo, RegistryListPage};
+use crate::auth::{self, Token};
+use crate::config::{Config, FindingsSource, is_guid};
+use crate::defender::{self, DataSet, ImageFacts, ImageLocation};
+use crate::error::Error;
+
+/// Seconds since the Unix epoch.
+fn system_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The findings of a Resource Graph page and its continuation token.
+type FetchedFindings = (Rc<Vec<Finding>>, Option<String>);
+
+/// Registry, repository, digest: an image's key in the facts cache.
+type ImageKey = (String, String, String);
+
+/// The Resource Graph page being served: a page of rows can hold more findings than the host
+/// takes at once (a row lists several CVEs), so it is kept until the next one is fetched.
+struct FindingsSlot {
+    dataset: DataSet,
+    token: Option<String>,
+    top: u32,
+    findings: Rc<Vec<Finding>>,
+    skip_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RegistryCursor {
+    url: String,
+    skip: usize,
+    trail: Trail,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ListCursor {
+    path: String,
+    trail: Trail,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FindingsCursor {
+    dataset: DataSet,
+    token: Option<String>,
+    skip: usize,
+    trail: Trail,
+}
+
+/// A session with Azure.
+pub(crate) struct AcrSession {
+    config: Config,
+    client: Client,
+    clock: fn() -> u64,
+    arm_token: RefCell<Option<Token>>,
+    refresh_tokens: RefCell<HashMap<String, Token>>,
+    access_tokens: RefCell<HashMap<(String, String), Token>>,
+    /// Registries that refused the app, so their other calls fail without a request.
+    denied: RefCell<HashMap<String, ConnectorError>>,
+    registry_pages: RefCell<HashMap<String, RegistryListPage>>,
+    registries: RefCell<HashMap<String, RegistryInfo>>,
+    registries_complete: Cell<bool>,
+    images: RefCell<HashMap<ImageKey, ImageFacts>>,
+    findings_slot: RefCell<Option<FindingsSlot>>,
+}
+
+impl AcrSession {
+    pub(crate) fn new(config: Config, client: Client) -> Self {
+        Self {
+            config,
+            client,
+            clock: system_now,
+            arm_token: RefCell::default(),
+            refresh_tokens: RefCell::default(),
+            access_tokens: RefCell::default(),
+            denied: RefCell::default(),
+            registry_pages: RefCell::default(),
+            registries: RefCell::default(),
+            registries_complete: Cell::new(false),
+            images: RefCell::default(),
+            findings_slot: RefCell::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    // ---- tokens -------------------------------------------------------------------------
+
+    /// The Resource Manager token, and whether it was just fetched.
+    fn arm_token(&self) -> Result<(String, bool), ConnectorError> {
+        let now = (self.clock)();
+        if let Some(token) = self.arm_token.borrow().as_ref()
+            && token.is_fresh(now)
+        {
+            return Ok((token.value().to_owned(), false));
+        }
+        let response = self
+            .client
+            .post(&self.config.token_url())
+            .form(&auth::client_credentials_form(&self.config))
+            .send()?;
+        let token = auth::parse_entra_token(&response, &self.config, now)?;
+        debug!("signed in to Entra ID as app `{}`", self.config.client_id);
+        let value = token.value().to_owned();
+        *self.arm_token.borrow_mut() = Some(token);
+        Ok((value, true))
+    }
+
+    /// Sends a Resource Manager request built by `build` with the bearer token; a 401 for a
+    /// cached token is retried once with a new one, never more.
+    fn arm_send(&self, build: &dyn Fn(&str) -> RequestBuilder) -> Result<Response, ConnectorError> {
+        let (token, fresh) = self.arm_token()?;
+        let response = build(&token).send()?;
+        if fresh || !arm::is_stale_token(&response) {
+            return Ok(response);
+        }
+        debug!("Resource Manager refused the cached token; signing in again");
+        *self.arm_token.borrow_mut() = None;
+        let (token, _) = self.arm_token()?;
+        build(&token).send()
+    }
+
+    /// The registry's refresh token (from `/oauth2/exchange`), and whether it was just fetched.
+    fn refresh_token(&self, registry: &str) -> Result<(String, bool), ConnectorError> {
+        let now = (self.clock)();
+        if let Some(token) = self.refresh_tokens.borrow().get(registry)
+            && token.is_fresh(now)
+        {
+            return Ok((token.value().to_owned(), false));
+        }
+        let url = format!("https://{registry}/oauth2/exchange");
+        let tenant = is_guid(&self.config.tenant_id).then_some(self.config.tenant_id.as_str());
+        let send = |arm_token: &str| {
+            let mut form = vec![
+                ("grant_type", "access_token"),
+                ("service", registry),
+                ("access_token", arm_token),
+            ];
+            if let Some(tenant) = tenant {
+                form.push(("tenant", tenant));
+            }
+            self.client.post(&url).form(&form).send()
+        };
+        let (arm_token, fresh) = self.arm_token()?;
+        let mut response = send(&arm_token)?;
+        if response.status == 401 && !fresh {
+            *self.arm_token.borrow_mut() = None;
+            let (arm_token, _) = self.arm_token()?;
+            response = send(&arm_token)?;
+        }
+        match response.status {
+            401 | 403 => return Err(self.deny(registry, "token exchange".into(), response.status)),
+            404 => {
+                return Err(Error::RegistryNotFound {
+                    registry: registry.to_owned(),
+                    what: "token exchange endpoint".into(),
+                }
+                .into());
+            }
+            _ => {}
+        }
+        let response = response.error_for_status()?;
+        let token = auth::parse_registry_token(&response, "refresh_token", now)?;
+        let value = token.value().to_owned();
+        self.refresh_tokens
+            .borrow_mut()
+            .insert(registry.to_owned(), token);
+        Ok((value, true))
+    }
+
+    /// An access token for `scope` on the registry, and whether it was just fetched.
+    fn access_token(&self, registry: &str, scope: &str) -> Result<(String, bool), ConnectorError> {
+        let now = (self.clock)();
+        let key = (registry.to_owned(), scope.to_owned());
+        if let Some(token) = self.access_tokens.borrow().get(&key)
+            && token.is_fresh(now)
+        {
+            return Ok((token.value().to_owned(), false));
+        }
+        let url = format!("https://{registry}/oauth2/token");
+        let send = |refresh: &str| {
+            self.client
+                .post(&url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("service", registry),
+                    ("scope", scope),
+                    ("refresh_token", refresh),
+                ])
+                .send()
+        };
+        let (refresh, fresh) = self.refresh_token(registry)?;
+        let mut response = send(&refresh)?;
+        if response.status == 401 && !fresh {
+            self.refresh_tokens.borrow_mut().remove(registry);
+            let (refresh, _) = self.refresh_token(registry)?;
+            response = send(&refresh)?;
+        }
+        if matches!(response.status, 401 | 403) {
+            return Err(Error::RegistryDenied {
+                registry: registry.to_owned(),
+                step: format!("token for `{scope}`"),
+                status: response.status,
+            }
+            .into());
+        }
+        let response = response.error_for_status()?;
+        let token = auth::parse_registry_token(&response, "access_token", now)?;
+        let value = token.value().to_owned();
+        self.access_tokens.borrow_mut().insert(key, token);
+        Ok((value, true))
+    }
+
+    /// Records that `registry` refused the app; its later calls fail the same way at no cost.
+    fn deny(&self, registry: &str, step: String, status: u16) -> ConnectorError {
+        let error: ConnectorError = Error::RegistryDenied {
+            registry: registry.to_owned(),
+            step,
+            status,
+        }
+        .into();
+        warn!("registry `{registry}` is not covered: it refused the app");
+        self.denied
+            .borrow_mut()
+            .insert(registry.to_owned(), error.clone());
+        error
+    }
+
+    /// `GET https://<registry><path>` with an access token for `scope`. A 401 is retried once:
+    /// with a new token when the cached one may have expired, or with the scope the registry's
+    /// challenge asks for. A refusal of a registry-wide scope marks the registry as denied.
+    fn registry_get(
+        &self,
+        registry: &str,
+        path: &str,
+        scope: &str,
+    ) -> Result<Response, ConnectorError> {
+        if let Some(error) = self.denied.borrow().get(registry) {
+            return Err(error.clone());
+        }
+        let url = format!("https://{registry}{path}");
+        let get = |token: &str| {
+            self.client
+                .get(&url)
+                .bearer(token)
+                .header("Accept", "application/json")
+                .send()
+        };
+        let (token, fresh) = self.access_token(registry, scope)?;
+        let mut response = get(&token)?;
+        if response.status == 401 {
+            let challenged = response
+                .header("www-authenticate")
+                .and_then(auth::parse_challenge)
+                .and_then(|c| c.scope)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| scope.to_owned());
+            if !fresh || challenged != scope {
+                self.access_tokens
+                    .borrow_mut()
+                    .remove(&(registry.to_owned(), scope.to_owned()));
+                let (token, _) = self.access_token(registry, &challenged)?;
+                response = get(&token)?;
+            }
+        }
+        match response.status {
+            401 | 403 if scope == CATALOG_SCOPE => {
+                Err(self.deny(registry, "catalog listing".into(), response.status))
+            }
+            401 | 403 => Err(Error::RegistryDenied {
+                registry: registry.to_owned(),
+                step: format!("listing with `{scope}`"),
+                status: response.status,
+            }
+            .into()),
+            404 => Err(Error::RegistryNotFound {
+                registry: registry.to_owned(),
+                what: keelson_plugin_sdk::http::display_url(path),
+            }
+            .into()),
+            _ => response.error_for_status(),
+        }
+    }
+
+    // ---- registries -----------------------------------------------------------------------
+
+    /// One page of the ARM registry list, fetched once per session.
+    fn registry_page(&self, url: &str) -> Result<RegistryListPage, ConnectorError> {
+        if let Some(page) = self.registry_pages.borrow().get(url) {
+            return Ok(page.clone());
+        }
+        let response = self.arm_send(&|token| self.client.get(url).bearer(token))?;
+        if !response.is_success() {
+            return Err(arm::arm_error(&response, &self.config, "registry list"));
+        }
+        let page = arm::parse_registry_page(&response)?;
+        {
+            let mut registries = self.registries.borrow_mut();
+            for info in &page.registries {
+                registries.insert(info.registry.name.clone(), info.clone());
+            }
+        }
+        self.registry_pages
+            .borrow_mut()
+            .insert(url.to_owned(), page.clone());
+        Ok(page)
+    }
+
+    /// Walks the whole registry list (from the cache where the host already paged it).
+    fn ensure_all_registries(&self) -> Result<(), ConnectorError> {
+        if self.registries_complete.get() {
+            return Ok(());
+        }
+        let mut url = arm::registries_url(&self.config);
+        let mut trail = Trail::new();
+        trail.visit(&url, "the registry list")?;
+        loop {
+            let page = self.registry_page(&url)?;
+            match page.next_link {
+                Some(link) => {
+                    arm::check_next_link(&self.config, &link)?;
+                    trail.visit(&link, "the registry list")?;
+                    url = link;
+                }
+                None => break,
+            }
+        }
+        self.registries_complete.set(true);
+        Ok(())
+    }
+
+    /// The login server of the registry with resource id `id` (lowercase).
+    fn login_server_for(&self, id: &str) -> Result<Option<String>, ConnectorError> {
+        let find = || {
+            self.registries
+                .borrow()
+                .values()
+                .find(|r| r.registry.source_id.eq_ignore_ascii_case(id))
+                .map(|r| r.registry.name.clone())
+        };
+        if let Some(found) = find() {
+            return Ok(Some(found));
+        }
+        self.ensure_all_registries()?;
+        Ok(find())
+    }
+
+    // ---- findings -----------------------------------------------------------------------
+
+    /// Where a finding's image is, resolved; `None` when the row cannot say.
+    fn resolve(&self, location: &ImageLocation) -> Result<Option<ImageRef>, ConnectorError> {
+        let Some(digest) = location.digest.as_deref().map(defender::normalize_digest) else {
+            return Ok(None);
+        };
+        let registry = match (&location.registry_host, &location.registry_id) {
+            (Some(host), _) => host.to_ascii_lowercase(),
+            (None, Some(id)) => {
+                if let Some(server) = self.login_server_for(id)? {
+                    server
+                } else {
+                    // A registry deleted since Defender scanned it: name it as its cloud would.
+                    let name = id.rsplit('/').next().unwrap_or_default();
+                    format!("{name}{}", self.config.cloud.registry_suffix())
+                }
+            }
+            (None, None) => return Ok(None),
+        };
+        let repository = location
+            .repository
+            .clone()
+            .or_else(|| {
+                self.images
+                    .borrow()
+                    .keys()
+                    .find(|(r, _, d)| *r == registry && *d == digest)
+                    .map(|(_, repo, _)| repo.clone())
+            })
+            .or_else(|| location.repository_hint.clone());
+        Ok(repository.map(|repository| ImageRef {
+            registry,
+            repository,
+            digest,
+        }))
+    }
+
+    fn remember(&self, image: &ImageRef, facts: &ImageFacts) {
+        let key = (
+            image.registry.clone(),
+            image.repository.clone(),
+            image.digest.clone(),
+        );
+        self.images
+            .borrow_mut()
+            .entry(key)
+            .or_default()
+            .merge(facts);
+    }
+
+    /// The findings of one Resource Graph page, fetched once. `None` when the data set was
+    /// skipped (see [`Self::list_findings`]).
+    fn findings_page(
+        &self,
+        dataset: DataSet,
+        token: Option<&str>,
+        top: u32,
+    ) -> Result<Option<FetchedFindings>, ConnectorError> {
+        if let Some(slot) = self.findings_slot.borrow().as_ref()
+            && slot.dataset == dataset
+            && slot.token.as_deref() == token
+            && slot.top == top
+        {
+            return Ok(Some((Rc::clone(&slot.findings), slot.skip_token.clone())));
+        }
+        let url = defender::graph_url(&self.config);
+        let body = defender::query_body(&self.config.subscription_id, dataset.query(), top, token);
+        let response = self.arm_send(&|t| self.client.post(&url).bearer(t).json(&body))?;
+        if !response.is_success() {
+            // Sub-assessments were retired on 2026-07-31. Under `auto`, a legacy data set whose
+            // first page is refused as an invalid query is treated as gone (no data); the
+            // current data set, an explicit choice, or a later page failing is an error, since
+            // a short result would resolve findings.
+            if self.config.findings_source == FindingsSource::Auto
+                && dataset.is_legacy()
+                && token.is_none()
+                && defender::is_invalid_query(&response)
+            {
+                warn!(
+                    "Resource Graph refused the legacy `{}` query; treating that data set as retired",
+                    dataset.name()
+                );
+                return Ok(None);
+            }
+            return Err(defender::graph_error(&response, &self.config, dataset));
+        }
+        let page = defender::parse_graph_page(&response, dataset)?;
+        let mut findings = Vec::new();
+        for row in &page.rows {
+            let Some(parsed) = defender::parse_row(dataset, row) else {
+                continue;
+            };
+            match self.resolve(&parsed.location)? {
+                Some(image) => {
+                    self.remember(&image, &parsed.facts);
+                    findings.extend(parsed.into_findings(&image));
+                }
+                None => warn!(
+                    "a `{}` finding names no image (digest, registry or repository missing); skipped",
+                    dataset.name()
+                ),
+            }
+        }
+        let findings = Rc::new(findings);
+        *self.findings_slot.borrow_mut() = Some(FindingsSlot {
+            dataset,
+            token: token.map(str::to_owned),
+            top,
+            findings: Rc::clone(&findings),
+            skip_token: page.skip_token.clone(),
+        });
+        Ok(Some((findings, page.skip_token)))
+    }
+
+    fn next_dataset(&self, dataset: DataSet) -> Option<FindingsCursor> {
+        let order = DataSet::for_source(self.config.findings_source);
+        let at = order.iter().position(|d| *d == dataset)?;
+        order.get(at + 1).map(|next| FindingsCursor {
+            dataset: *next,
+            token: None,
+            skip: 0,
+            trail: Trail::new(),
+        })
+    }
+
+    /// Replaces the secret and any token in an error message; messages are built not to hold
+    /// them, this is the last line of defence.
+    fn scrub<T>(&self, result: Result<T, ConnectorError>) -> Result<T, ConnectorError> {
+        result.map_err(|error| {
+            let mut sensitive = vec![
+                self.config.client_secret.expose().to_owned(),
+                encode_component(self.config.client_secret.expose()),
+            ];
+            sensitive.extend(
+                self.arm_token
+                    .borrow()
+                    .as_ref()
+                    .map(|t| t.value().to_owned()),
+            );
+            sensitive.extend(
+                self.refresh_tokens
+                    .borrow()
+                    .values()
+                    .map(|t| t.value().to_owned()),
+            );
+            sensitive.extend(
+                self.access_tokens
+                    .borrow()
+                    .values()
+                    .map(|t| t.value().to_owned()),
+            );
+            error.map_message(|mut message| {
+                for value in sensitive.iter().filter(|v| v.len() >= 4) {
+                    if message.contains(value.as_str()) {
+                        message = message.replace(value.as_str(), "[redacted]");
+                    }
+                }
+                message
+            })
+        })
+    }
+
+    fn verify_inner(&self) -> Result<Account, ConnectorError> {
+        let url = arm::subscription_url(&self.config);
+        let response = self.arm_send(&|token| self.client.get(&url).bearer(token))?;
+        if !response.is_success() {
+            return Err(arm::arm_error(
+                &response,
+                &self.config,
+                &format!("subscription `{}`", self.config.subscription_id),
+            ));
+        }
+        let subscription = arm::parse_subscription(&response)?;
+
+        let first = self.registry_page(&arm::registries_url(&self.config))?;
+        let registries = if first.next_link.is_some() {
+            format!("{} on the first page, more follow", first.registries.len())
+        } else {
+            first.registries.len().to_string()
+        };
+
+        let graph = defender::graph_url(&self.config);
+        let body = defender::query_body(
+            &self.config.subscription_id,
+            defender::INDIVIDUAL_QUERY,
+            1,
+            None,
+        );
+        let response = self.arm_send(&|t| self.client.post(&graph).bearer(t).json(&body))?;
+        if !response.is_success() {
+            return Err(defender::graph_error(
+                &response,
+                &self.config,
+                DataSet::Individual,
+            ));
+        }
+        defender::parse_graph_page(&response, DataSet::Individual)?;
+
+        let detail = |key: &str, value: String| Setting {
+            key: key.to_owned(),
+            value,
+        };
+        let mut details = vec![
+            detail("cloud", self.config.cloud.name().to_owned()),
+            detail("registries", registries),
+            detail("resource_graph", "readable".to_owned()),
+            detail(
+                "findings_source",
+                self.config.findings_source.name().to_owned(),
+            ),
+        ];
+        if let Some(state) = subscription.state {
+            details.insert(0, detail("subscription_state", state));
+        }
+        Ok(Account {
+            id: self.config.subscription_id.clone(),
+            display_name: subscription
+                .display_name
+                .unwrap_or_else(|| self.config.subscription_id.clone()),
+            details,
+        })
+    }
+
+    fn list_registries_inner(&self, page: &PageRequest) -> Result<RegistryPage, ConnectorError> {
+        let (url, skip, mut trail) = if let Some(cursor) = page.state::<RegistryCursor>()? {
+            (cursor.url, cursor.skip, cursor.trail)
+        } else {
+            let url = arm::registries_url(&self.config);
+            let mut trail = Trail::new();
+            trail.visit(&url, "the registry list")?;
+            (url, 0, trail)
+        };
+        let arm_page = self.registry_page(&url)?;
+        let total = arm_page.registries.len();
+        let start = skip.min(total);
+        let end = (start + page.max_items.max(1) as usize).min(total);
+        let items = arm_page.registries[start..end]
+            .iter()
+            .map(|info| info.registry.clone())
+            .collect();
+        let next = if end < total {
+            Some(RegistryCursor {
+                url,
+                skip: end,
+                trail,
+            })
+        } else if let Some(link) = arm_page.next_link {
+            arm::check_next_link(&self.config, &link)?;
+            trail.visit(&link, "the registry list")?;
+            Some(RegistryCursor {
+                url: link,
+                skip: 0,
+                trail,
+            })
+        } else {
+            None
+        };
+        Ok(RegistryPage {
+            items,
+            next: next.as_ref().map(Cursor::encode),
+        })
+    }
+
+    fn list_repositories_inner(
+        &self,
+        registry: &str,
+        page: &PageRequest,
+    ) -> Result<RepositoryPage, ConnectorError> {
+        let registry = acr::check_login_server(registry)?;
+        let n = page.limit(acr::MAX_PAGE);
+        let what = format!("the catalog of `{registry}`");
+        let (path, mut trail) = if let Some(cursor) = page.state::<ListCursor>()? {
+            (acr::with_page_size(&cursor.path, n), cursor.trail)
+        } else {
+            let path = acr::catalog_path(n);
+            let mut trail = Trail::new();
+            trail.visit(&path, &what)?;
+            (path, trail)
+        };
+        let response = self.registry_get(&registry, &path, CATALOG_SCOPE)?;
+        let items = acr::parse_catalog(&response, &registry)?;
+        let next = match acr::next_link(&response, &registry)? {
+            Some(link) => {
+                trail.visit(&link, &what)?;
+                Some(Cursor::encode(&ListCursor { path: link, trail }))
+            }
+            None => None,
+        };
+        Ok(RepositoryPage { items, next })
+    }
+
+    fn list_images_inner(
+        &self,
+        registry: &str,
+        repository: &str,
+        page: &PageRequest,
+    ) -> Result<ImagePage, ConnectorError> {
+        let registry = acr::check_login_server(registry)?;
+        acr::check_repository(repository)?;
+        let n = page.limit(acr::MAX_PAGE);
+        let what = format!("the manifests of `{registry}/{repository}`");
+        let (path, mut trail) = if let Some(cursor) = page.state::<ListCursor>()? {
+            (acr::with_page_size(&cursor.path, n), cursor.trail)
+        } else {
+            let path = acr::manifests_path(repository, n);
+            let mut trail = Trail::new();
+            trail.visit(&path, &what)?;
+            (path, trail)
+        };
+        let response = self.registry_get(&registry, &path, &acr::metadata_scope(repository))?;
+        let items = acr::parse_manifests(&response, &registry, repository)?;
+        for image in &items {
+            self.remember(
+                &image.image_ref,
+                &ImageFacts {
+                    tags: image.tags.clone(),
+                    last_pushed_at: None,
+                    created_at: image.created_at.clone(),
+                    updated_at: image.updated_at.clone(),
+                },
+            );
+        }
+        let next = match acr::next_link(&response, &registry)? {
+            Some(link) => {
+                trail.visit(&link, &what)?;
+                Some(Cursor::encode(&ListCursor { path: link, trail }))
+            }
+            None => None,
+        };
+        Ok(ImagePage { items, next })
+    }
+
+    fn list_findings_inner(
+        &self,
+        scope: &ScanScope,
+        page: &PageRequest,
+    ) -> Result<FindingPage, ConnectorError> {
+        let order = DataSet::for_source(self.config.findings_source);
+        let mut cursor = page.state::<FindingsCursor>()?.unwrap_or(FindingsCursor {
+            dataset: order[0],
+            token: None,
+            skip: 0,
+            trail: Trail::new(),
+        });
+        if !order.contains(&cursor.dataset) {
+            return Err(ConnectorError::Other(format!(
+                "the cursor reads data set `{}`, which `findings_source` `{}` does not include; \
+                 start the listing again",
+                cursor.dataset.name(),
+                self.config.findings_source.name()
+            )));
+        }
+        let wanted: BTreeSet<String> = scope
+            .registries
+            .iter()
+            .map(|r| r.to_ascii_lowercase())
+            .collect();
+        let top = page.limit(defender::MAX_ROWS);
+
+        let Some((findings, skip_token)) =
+            self.findings_page(cursor.dataset, cursor.token.as_deref(), top)?
+        else {
+            return Ok(FindingPage {
+                items: Vec::new(),
+                next: self
+                    .next_dataset(cursor.dataset)
+                    .as_ref()
+                    .map(Cursor::encode),
+            });
+        };
+        let in_scope: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| wanted.is_empty() || wanted.contains(&f.image.registry))
+            .collect();
+        let start = cursor.skip.min(in_scope.len());
+        let end = (start + page.max_items.max(1) as usize).min(in_scope.len());
+        let items = in_scope[start..end].iter().map(|f| (*f).clone()).collect();
+
+        let next = if end < in_scope.len() {
+            cursor.skip = end;
+            Some(cursor)
+        } else if let Some(token) = skip_token {
+            cursor.trail.visit(
+                &token,
+                &format!("Resource Graph (`{}`)", cursor.dataset.name()),
+            )?;
+            Some(FindingsCursor {
+                dataset: cursor.dataset,
+                token: Some(token),
+                skip: 0,
+                trail: cursor.trail,
+            })
+        } else {
+            self.next_dataset(cursor.dataset)
+        };
+        Ok(FindingPage {
+            items,
+            next: next.as_ref().map(Cursor::encode),
+        })
+    }
+
+    fn describe_images_inner(
+        &self,
+        images: &[ImageRef],
+    ) -> Result<Vec<ImageContext>, ConnectorError> {
+        let unknown_registry = images.iter().any(|i| {
+            !self
+                .registries
+                .borrow()
+                .contains_key(&i.registry.to_ascii_lowercase())
+        });
+        if unknown_registry {
+            self.ensure_all_registries()?;
+        }
+        let registries = self.registries.borrow();
+        let facts = self.images.borrow();
+        let mut contexts = Vec::new();
+        for image in images {
+            let registry = image.registry.to_ascii_lowercase();
+            let key = (
+                registry.clone(),
+                image.repository.clone(),
+                image.digest.to_ascii_lowercase(),
+            );
+            let info = registries.get(&registry);
+            let known = facts.get(&key);
+            if info.is_none() && known.is_none() {
+                continue;
+            }
+            let known = known.cloned().unwrap_or_default();
+            let mut attributes = Vec::new();
+            let mut attribute = |key: &str, value: Option<String>| {
+                if let Some(value) = value {
+                    attributes.push(Setting {
+                        key: key.to_owned(),
+                        value,
+                    });
+                }
+            };
+            attribute(
+                "network_default_action",
+                info.and_then(|i| i.network_default_action.clone()),
+            );
+            attribute("created_at", known.created_at.clone());
+            attribute("last_updated_at", known.updated_at.clone());
+            contexts.push(ImageContext {
+                image: image.clone(),
+                tags: known.tags,
+                last_pushed_at: known.last_pushed_at.or(known.created_at),
+                last_pulled_at: None,
+                // Defender's running-image data is not among the queries this connector sends.
+                running: None,
+                registry_public_network_access: info.and_then(|i| i.registry.public_network_access),
+                attributes,
+            });
+        }
+        Ok(contexts)
+    }
+}
+
+impl Session for AcrSession {
+    fn verify(&self) -> Result<Account, ConnectorError> {
+        self.scrub(self.verify_inner())
+    }
+
+    fn list_registries(&self, page: PageRequest) -> Result<RegistryPage, ConnectorError> {
+        self.scrub(self.list_registries_inner(&page))
+    }
+
+    fn list_repositories(
+        &self,
+        registry: &str,
+        page: PageRequest,
+    ) -> Result<RepositoryPage, ConnectorError> {
+        self.scrub(self.list_repositories_inner(registry, &page))
+    }
+
+    fn list_images(
+        &self,
+        registry: &str,
+        repository: &str,
+        page: PageRequest,
+    ) -> Result<ImagePage, ConnectorError> {
+        self.scrub(self.list_images_inner(registry, repository, &page))
+    }
+
+    fn list_findings(
+        &self,
+        scope: &ScanScope,
+        page: PageRequest,
+    ) -> Result<FindingPage, ConnectorError> {
+        self.scrub(self.list_findings_inner(scope, &page))
+    }
+
+    fn describe_images(&self, images: &[ImageRef]) -> Result<Vec<ImageContext>, ConnectorError> {
+        self.scrub(self.describe_images_inner(images))
+    }
+}
+
+#[cfg(test)]
+mod tests;
