@@ -1,2 +1,147 @@
-//! The keelson command line.
-fn main() {}
+//! The `keelson` command: loads `plugins.toml`, runs connector plugins in their sandbox, scans
+//! connections into the store and serves the queue of active issues.
+//!
+//! This is the only crate that reads the environment (`KEELSON_CONFIG`, `KEELSON_LOG`,
+//! `KEELSON_MASTER_KEY` and the `env:KEELSON_*` secret references) and initialises logging.
+
+mod app;
+mod connections;
+mod host;
+mod issues;
+mod keys;
+mod output;
+mod plugins;
+mod scan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+/// Keelson: container-registry security findings from sandboxed connectors.
+#[derive(Debug, Parser)]
+#[command(name = "keelson", version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "KEELSON_CONFIG",
+        default_value = "plugins.toml"
+    )]
+    config: PathBuf,
+
+    /// Log filter (`info`, `keelson_runtime=debug`, ...); logs go to stderr.
+    #[arg(long, global = true, env = "KEELSON_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List and inspect the connector plugins that plugins.toml enables.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+    /// Add a connection (an account of a plugin); it is saved only once it connects and verifies.
+    Connect(connections::ConnectArgs),
+    /// Verify connectivity of a connection: a green tick or the plugin's precise reason.
+    Verify {
+        /// The connection.
+        name: String,
+    },
+    /// List a connection's registries and repositories with their selection; change what is scanned.
+    Locations(connections::LocationsArgs),
+    /// Scan a connection (or `--all`) now, with progress and a summary.
+    Scan(scan::ScanArgs),
+    /// Keep running: scan each connection on its schedule until ctrl-c.
+    Run(scan::RunArgs),
+    /// The queue: active issues, filtered, as a table, JSON or CSV.
+    Issues(issues::IssuesArgs),
+    /// One issue.
+    #[command(subcommand)]
+    Issue(issues::IssueCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            report(&anyhow::Error::new(err).context("cannot start the async runtime"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        // `keelson issues | head`: the reader left; that is not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = keelson_config::load(&cli.config)
+        .with_context(|| format!("cannot use the configuration `{}`", cli.config.display()))?;
+    if let Command::Plugins(command) = cli.command {
+        return plugins::run(&config, command).await;
+    }
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the CLI is where the environment is read"
+    )]
+    let master_key = std::env::var(keys::ENV).ok();
+    let mut app = app::App::open(config, master_key.as_deref())?;
+    match cli.command {
+        Command::Plugins(_) => unreachable!("handled above"),
+        Command::Connect(args) => connections::connect_cmd(&mut app, args).await,
+        Command::Verify { name } => connections::verify_cmd(&mut app, &name).await,
+        Command::Locations(args) => connections::locations_cmd(&mut app, args).await,
+        Command::Scan(args) => scan::scan_cmd(&mut app, args).await,
+        Command::Run(args) => scan::run_cmd(&mut app, args).await,
+        Command::Issues(args) => issues::issues_cmd(&app, &args),
+        Command::Issue(command) => issues::issue_cmd(&app, &command),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints an error and its causes on stderr, one per line. A cause whose text the line before
+/// already ends with (a wrapper that repeats its source) is not printed twice.
+#[allow(clippy::print_stderr, reason = "the CLI's error report goes to stderr")]
+fn report(err: &anyhow::Error) {
+    eprintln!("error: {err}");
+    let mut previous = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.ends_with(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        previous = text;
+    }
+}

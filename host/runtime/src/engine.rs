@@ -245,7 +245,7 @@ impl Runtime {
             match loaded {
                 Ok(component) => return Ok(component),
                 Err(e) => {
-                    tracing::warn!(plugin, cache = %cached.display(), "ignoring an unusable cached artifact: {e}")
+                    tracing::warn!(plugin, cache = %cached.display(), "ignoring an unusable cached artifact: {e}");
                 }
             }
         }

@@ -257,19 +257,19 @@ impl log::Host for HostState {
         let (plugin, connection) = (&*self.plugin, &*self.connection);
         match level {
             log::Level::Trace => {
-                tracing::trace!(target: "keelson::plugin", plugin, connection, "{message}")
+                tracing::trace!(target: "keelson::plugin", plugin, connection, "{message}");
             }
             log::Level::Debug => {
-                tracing::debug!(target: "keelson::plugin", plugin, connection, "{message}")
+                tracing::debug!(target: "keelson::plugin", plugin, connection, "{message}");
             }
             log::Level::Info => {
-                tracing::info!(target: "keelson::plugin", plugin, connection, "{message}")
+                tracing::info!(target: "keelson::plugin", plugin, connection, "{message}");
             }
             log::Level::Warn => {
-                tracing::warn!(target: "keelson::plugin", plugin, connection, "{message}")
+                tracing::warn!(target: "keelson::plugin", plugin, connection, "{message}");
             }
             log::Level::Error => {
-                tracing::error!(target: "keelson::plugin", plugin, connection, "{message}")
+                tracing::error!(target: "keelson::plugin", plugin, connection, "{message}");
             }
         }
     }

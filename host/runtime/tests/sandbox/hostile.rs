@@ -24,7 +24,7 @@ async fn infinite_loop_is_interrupted() {
         matches!(&err, Error::Timeout { site, limit } if site.operation == "verify" && *limit == SHORT),
         "{err:?}"
     );
-    assert!(took < SHORT + Duration::from_millis(500), "took {took:?}");
+    assert!(took < SHORT + Duration::from_secs(1), "took {took:?}");
     assert!(
         err.to_string()
             .starts_with("from plugin `hostile` 0.1.0 in `verify`"),
@@ -68,7 +68,7 @@ async fn tight_loop_of_host_calls_is_stopped_by_the_deadline() {
     let err = conn.verify().await.unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(
-        started.elapsed() < SHORT + Duration::from_millis(500),
+        started.elapsed() < SHORT + Duration::from_secs(1),
         "took {:?}",
         started.elapsed()
     );
@@ -91,7 +91,7 @@ async fn host_call_that_never_returns_is_cut_by_the_wall_clock() {
     let err = conn.verify().await.unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(
-        started.elapsed() < SHORT + Duration::from_millis(500),
+        started.elapsed() < SHORT + Duration::from_secs(1),
         "took {:?}",
         started.elapsed()
     );

@@ -1,0 +1,371 @@
+//! `keelson connect`, `keelson verify` and `keelson locations`: adding an account, proving it
+//! works, and choosing which of its registries and repositories are scanned.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use keelson_config::SecretRef;
+use keelson_core::{ConnectorInfo, SettingSpec};
+use keelson_scan::{PagingPolicy, Selection, check_glob, walk};
+use keelson_store::{ConnectionSpec, SelectionAction, SelectionRule};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::app::{ACTOR, App, connect, read_secret};
+
+/// `keelson connect`.
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// The plugin id, as in plugins.toml (`azure-container-registry`).
+    plugin: String,
+    /// The connection's name: lowercase letters, digits, `-` and `_`.
+    #[arg(long)]
+    name: String,
+    /// A setting, `KEY=VALUE`; repeat for each. Secret settings go in `--secret`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// A secret setting, `KEY=REF` where REF is `env:KEELSON_NAME`, `file:PATH` or `prompt`; the
+    /// value is read now, checked, and stored encrypted.
+    #[arg(long = "secret", value_name = "KEY=REF")]
+    secrets: Vec<String>,
+}
+
+fn split_pair<'a>(flag: &str, text: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k, v)),
+        _ => bail!("`{flag}` expects `KEY=VALUE`, got `{}`", redact_value(text)),
+    }
+}
+
+/// Shows only the key of a malformed pair: a secret may have been typed where a reference belongs.
+fn redact_value(text: &str) -> String {
+    text.split_once('=')
+        .map_or_else(|| "…".to_owned(), |(k, _)| format!("{k}=…"))
+}
+
+pub(crate) async fn connect_cmd(app: &mut App, args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let name = args.name.as_str();
+    keelson_config::validate_connection_name(name)
+        .map_err(|p| anyhow::anyhow!("{p}"))
+        .context("invalid `--name`")?;
+    if app.declared(name).is_some() {
+        bail!(
+            "connection `{name}` is declared in `{}`; change it there",
+            app.config.source.display()
+        );
+    }
+    if let Some(existing) = app.store.connection(name)?
+        && existing.plugin != args.plugin
+    {
+        bail!(
+            "connection `{name}` already exists for plugin `{}`; pick another `--name`",
+            existing.plugin
+        );
+    }
+    let plugin = app.load_plugin(&args.plugin).await?;
+    let info = plugin.describe().clone();
+
+    let mut settings = BTreeMap::new();
+    for pair in &args.settings {
+        let (key, value) = split_pair("--set", pair)?;
+        let spec = setting(&info, key)?;
+        if spec.secret {
+            bail!(
+                "setting `{key}` is secret: pass it as `--secret {key}=env:KEELSON_...` (or `file:PATH`, `prompt`), never on the command line"
+            );
+        }
+        settings.insert(key.to_owned(), value.to_owned());
+    }
+    let mut secrets: BTreeMap<String, SecretString> = BTreeMap::new();
+    for pair in &args.secrets {
+        let (key, reference) = split_pair("--secret", pair)?;
+        setting(&info, key)?;
+        let reference = SecretRef::parse(key, reference, &app.config.host.secrets_dir)
+            .map_err(|p| anyhow::anyhow!("{p}"))
+            .with_context(|| format!("invalid `--secret {key}=…`"))?;
+        let value = read_secret(name, key, &reference, &app.config.host.secrets_dir)?;
+        secrets.insert(key.to_owned(), value);
+    }
+    check_required(&info, &settings, &secrets)?;
+
+    let not_saved = || format!("connection `{name}` was not saved");
+    let mut conn = connect(&plugin, name, &settings, &secrets)
+        .await
+        .with_context(not_saved)?;
+    let account = conn
+        .verify()
+        .await
+        .context("verifying the connection failed")
+        .with_context(not_saved)?;
+    let spec = ConnectionSpec {
+        name: name.to_owned(),
+        plugin: args.plugin.clone(),
+        settings,
+        secrets,
+    };
+    app.store.save_connection(&spec, &app.keys, ACTOR)?;
+    say(&format!(
+        "✔ connection `{name}` saved: {} ({}) via {}",
+        account.display_name, account.id, info.display_name
+    ));
+    say(&format!(
+        "  next: `keelson locations {name}` to choose what to scan, then `keelson scan {name}`"
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn setting<'a>(info: &'a ConnectorInfo, key: &str) -> anyhow::Result<&'a SettingSpec> {
+    info.settings
+        .iter()
+        .find(|s| s.key == key)
+        .with_context(|| {
+            let known: Vec<String> = info
+                .settings
+                .iter()
+                .map(|s| format!("`{}`", s.key))
+                .collect();
+            format!(
+                "plugin `{}` has no setting `{key}`; its settings are {}",
+                info.id,
+                known.join(", ")
+            )
+        })
+}
+
+/// Every required setting that applies (its `only_when` holds) must be given or have a default.
+fn check_required(
+    info: &ConnectorInfo,
+    settings: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, SecretString>,
+) -> anyhow::Result<()> {
+    let value_of = |key: &str| {
+        settings.get(key).cloned().or_else(|| {
+            info.settings
+                .iter()
+                .find(|s| s.key == key)
+                .and_then(|s| s.default_value.clone())
+        })
+    };
+    for spec in &info.settings {
+        let applies = spec
+            .only_when
+            .as_ref()
+            .is_none_or(|kv| value_of(&kv.key).as_deref() == Some(kv.value.as_str()));
+        let given = settings.contains_key(&spec.key) || secrets.contains_key(&spec.key);
+        if spec.required && applies && !given && spec.default_value.is_none() {
+            let flag = if spec.secret {
+                format!("--secret {}=env:KEELSON_...", spec.key)
+            } else {
+                format!("--set {}=...", spec.key)
+            };
+            bail!(
+                "setting `{}` ({}) is required: add `{flag}`; {}",
+                spec.key,
+                spec.label,
+                spec.help
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `keelson verify NAME`.
+pub(crate) async fn verify_cmd(app: &mut App, name: &str) -> anyhow::Result<ExitCode> {
+    let result = async {
+        let mut conn = app.open_connection(name).await?;
+        Ok::<_, anyhow::Error>(conn.verify().await?)
+    }
+    .await;
+    match result {
+        Ok(account) => {
+            say(&format!(
+                "✔ `{name}` can connect: {} ({})",
+                account.display_name, account.id
+            ));
+            for kv in &account.details {
+                say(&format!("  {}: {}", kv.key, kv.value));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            say(&format!("✘ `{name}` cannot connect: {err:#}"));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `keelson locations`.
+#[derive(Debug, Args)]
+pub(crate) struct LocationsArgs {
+    /// The connection.
+    name: String,
+    /// Scan what matches GLOB (registry, or `registry/repository` when it has a `/`); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    select: Vec<String>,
+    /// Stop scanning what matches GLOB; repeatable. Applied after `--select`.
+    #[arg(long, value_name = "GLOB")]
+    deselect: Vec<String>,
+    /// Forget every rule set here first (back to plugins.toml's `locations`, or everything).
+    #[arg(long)]
+    reset: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct LocationReport {
+    rules: Vec<SelectionRule>,
+    registries: Vec<RegistryLocation>,
+}
+
+#[derive(Debug, Serialize)]
+struct RegistryLocation {
+    name: String,
+    /// `selected`, `partly` or `deselected`.
+    state: &'static str,
+    repositories: Vec<RepositoryLocation>,
+    /// Why the repositories could not be listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RepositoryLocation {
+    name: String,
+    selected: bool,
+}
+
+pub(crate) async fn locations_cmd(app: &mut App, args: LocationsArgs) -> anyhow::Result<ExitCode> {
+    let name = args.name.as_str();
+    let stored = app.stored(name)?;
+    if args.reset || !args.select.is_empty() || !args.deselect.is_empty() {
+        let mut rules = if args.reset {
+            Vec::new()
+        } else {
+            stored.selection
+        };
+        let changes = args
+            .select
+            .iter()
+            .map(|g| (SelectionAction::Select, g))
+            .chain(args.deselect.iter().map(|g| (SelectionAction::Deselect, g)));
+        for (action, glob) in changes {
+            check_glob(glob)?;
+            // The newest rule for a glob replaces older ones, so the list stays short.
+            rules.retain(|r| r.pattern != *glob);
+            rules.push(SelectionRule {
+                action,
+                pattern: glob.clone(),
+            });
+        }
+        app.store.set_selection(name, &rules, ACTOR)?;
+    }
+    let rules = app.selection_rules(name)?;
+    let selection = Selection::new(&rules)?;
+    let mut conn = app.open_connection(name).await?;
+    let policy = PagingPolicy::default();
+    let mut registries = Vec::new();
+    walk(
+        &policy,
+        async |p| conn.list_registries(p).await,
+        |items| {
+            registries.extend(items);
+            Ok(())
+        },
+    )
+    .await
+    .context("listing registries failed")?;
+    registries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut report = LocationReport {
+        rules,
+        registries: Vec::new(),
+    };
+    for registry in registries {
+        let mut repositories = Vec::new();
+        let listed = walk(
+            &policy,
+            async |p| conn.list_repositories(&registry.name, p).await,
+            |items| {
+                repositories.extend(items);
+                Ok(())
+            },
+        )
+        .await;
+        let repositories: Vec<RepositoryLocation> = repositories
+            .into_iter()
+            .map(|r| RepositoryLocation {
+                selected: selection.repository_selected(&registry.name, &r.name),
+                name: r.name,
+            })
+            .collect();
+        let in_scope = selection.registry_in_scope(&registry.name);
+        let all = repositories.iter().all(|r| r.selected);
+        let state = if !in_scope {
+            "deselected"
+        } else if all {
+            "selected"
+        } else {
+            "partly"
+        };
+        report.registries.push(RegistryLocation {
+            name: registry.name,
+            state,
+            repositories,
+            error: listed.err().map(|e| e.to_string()),
+        });
+    }
+    if args.json {
+        crate::output::json(&report)?;
+    } else {
+        print_locations(name, &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout, reason = "command output")]
+fn print_locations(name: &str, report: &LocationReport) {
+    if report.rules.is_empty() {
+        println!("`{name}` scans everything (no selection rules)");
+    } else {
+        println!("selection rules of `{name}` (the last match wins):");
+        for r in &report.rules {
+            let action = match r.action {
+                SelectionAction::Select => "select  ",
+                SelectionAction::Deselect => "deselect",
+            };
+            println!("  {action} {}", r.pattern);
+        }
+    }
+    println!();
+    for registry in &report.registries {
+        let mark = match registry.state {
+            "selected" => "[x]",
+            "partly" => "[~]",
+            _ => "[ ]",
+        };
+        println!("{mark} {}", registry.name);
+        if let Some(err) = &registry.error {
+            println!("      cannot list repositories: {err}");
+        }
+        for repo in &registry.repositories {
+            println!(
+                "    {} {}",
+                if repo.selected { "[x]" } else { "[ ]" },
+                repo.name
+            );
+        }
+    }
+    println!();
+    println!(
+        "change with `keelson locations {name} --select GLOB` / `--deselect GLOB` (`*` and `?`; a `/` matches registry/repository)"
+    );
+}
+
+/// A line for the operator on stdout.
+#[allow(clippy::print_stdout, reason = "command output")]
+pub(crate) fn say(line: &str) {
+    println!("{line}");
+}

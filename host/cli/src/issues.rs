@@ -1,0 +1,410 @@
+//! `keelson issues` (the queue) and `keelson issue show ID` (everything about one issue).
+//!
+//! `--format json` prints an array of issues in the documented, stable schema of
+//! [`keelson_store::IssueRow`]: `id`, `source_tool`, `registry`, `repository`, `vulnerability_id`,
+//! `title`, `package`, `package_version`, `fixed_version`, `severity`, `status`, `first_seen`,
+//! `last_seen` and `images` (each `digest`, `tags`, `status`). `--format csv` has one row per
+//! issue; every cell that a spreadsheet would run as a formula is prefixed with `'`.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use keelson_core::Severity;
+use keelson_store::{IssueCursor, IssueFilter, IssueId, IssueRow, IssueStatus};
+
+use crate::app::App;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StatusArg {
+    Open,
+    Resolved,
+    Suppressed,
+    All,
+}
+
+/// `keelson issues`.
+#[derive(Debug, Args)]
+pub(crate) struct IssuesArgs {
+    /// Only issues reported by this tool (`Azure Container Registry`).
+    #[arg(long)]
+    source_tool: Option<String>,
+    /// Only these severities (comma-separated or repeated): critical, high, medium, low,
+    /// informational, unknown.
+    #[arg(long, value_delimiter = ',')]
+    severity: Vec<Severity>,
+    /// Issue status; `open` (the active queue) unless given.
+    #[arg(long, value_enum, default_value = "open")]
+    status: StatusArg,
+    /// Only this registry (as listed, e.g. `contosoprod.azurecr.io`).
+    #[arg(long)]
+    registry: Option<String>,
+    /// Only this repository (`payments/api`).
+    #[arg(long)]
+    repository: Option<String>,
+    /// Only this vulnerability (`CVE-2024-3094`).
+    #[arg(long)]
+    vulnerability: Option<String>,
+    /// Only findings of this connection.
+    #[arg(long)]
+    connection: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// At most this many issues (a page).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Continue after this cursor (`SEVERITY:ID`, printed under a full table page, or the
+    /// `severity:id` of the last issue of a JSON/CSV page).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<String>,
+}
+
+pub(crate) fn issues_cmd(app: &App, args: &IssuesArgs) -> anyhow::Result<ExitCode> {
+    let after = args
+        .after
+        .as_deref()
+        .map(str::parse::<IssueCursor>)
+        .transpose()?;
+    if let Some(name) = &args.connection {
+        app.stored(name)?;
+    }
+    let filter = IssueFilter {
+        connection: args.connection.clone(),
+        source_tool: args.source_tool.clone(),
+        severities: args.severity.clone(),
+        statuses: match args.status {
+            StatusArg::Open => vec![IssueStatus::Open],
+            StatusArg::Resolved => vec![IssueStatus::Resolved],
+            StatusArg::Suppressed => vec![IssueStatus::Suppressed],
+            StatusArg::All => Vec::new(),
+        },
+        registry: args.registry.clone(),
+        repository: args.repository.clone(),
+        vulnerability: args.vulnerability.clone(),
+        after,
+        limit: args.limit,
+    };
+    let rows = app.store.issues(&filter)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => crate::output::json(&rows)?,
+        Format::Csv => write_csv(&mut out, &rows)?,
+        Format::Table => {
+            write_table(&mut out, &rows)?;
+            if let (Some(limit), Some(last)) = (args.limit, rows.last())
+                && rows.len() == limit
+            {
+                writeln!(out, "more: add `--after {}`", last.cursor())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const CSV_HEADER: [&str; 15] = [
+    "id",
+    "source_tool",
+    "registry",
+    "repository",
+    "vulnerability_id",
+    "title",
+    "package",
+    "package_version",
+    "fixed_version",
+    "severity",
+    "status",
+    "first_seen",
+    "last_seen",
+    "images",
+    "digests",
+];
+
+fn write_csv(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Result<()> {
+    writeln!(out, "{}", CSV_HEADER.join(","))?;
+    for r in rows {
+        let digests: Vec<&str> = r.images.iter().map(|i| i.digest.as_str()).collect();
+        let cells = [
+            r.id.to_string(),
+            r.source_tool.clone(),
+            r.registry.clone(),
+            r.repository.clone(),
+            r.vulnerability_id.clone(),
+            r.title.clone(),
+            r.package.clone().unwrap_or_default(),
+            r.package_version.clone().unwrap_or_default(),
+            r.fixed_version.clone().unwrap_or_default(),
+            r.severity.to_string(),
+            r.status.to_string(),
+            r.first_seen.clone(),
+            r.last_seen.clone(),
+            r.images.len().to_string(),
+            digests.join(";"),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        writeln!(out, "{}", line.join(","))?;
+    }
+    Ok(())
+}
+
+/// One CSV cell: formula-escaped (a leading `=`, `+`, `-`, `@`, tab or carriage return gets a
+/// `'` in front, so a spreadsheet shows it as text), then quoted when it holds `,`, `"` or a
+/// line break.
+fn csv_cell(text: &str) -> String {
+    let mut cell = String::with_capacity(text.len() + 3);
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        cell.push('\'');
+    }
+    cell.push_str(text);
+    if cell.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn write_table(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        writeln!(out, "no issues match")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:>5}  {:<8}  {:<8}  {:<20}  {:<24}  {:<22}  {:<40}  {:>6}",
+        "ID",
+        "SEVERITY",
+        "STATUS",
+        "VULNERABILITY",
+        "PACKAGE",
+        "VERSION → FIX",
+        "REGISTRY/REPOSITORY",
+        "IMAGES"
+    )?;
+    for r in rows {
+        let versions = format!(
+            "{} → {}",
+            r.package_version.as_deref().unwrap_or("?"),
+            r.fixed_version.as_deref().unwrap_or("-")
+        );
+        let registry = r.registry.split('.').next().unwrap_or(&r.registry);
+        writeln!(
+            out,
+            "{:>5}  {:<8}  {:<8}  {:<20}  {:<24}  {:<22}  {:<40}  {:>6}",
+            r.id,
+            r.severity.as_str(),
+            r.status.as_str(),
+            truncate(&r.vulnerability_id, 20),
+            truncate(r.package.as_deref().unwrap_or("-"), 24),
+            truncate(&versions, 22),
+            truncate(&format!("{registry}/{}", r.repository), 40),
+            r.images.len()
+        )?;
+    }
+    writeln!(out, "{} issues", rows.len())?;
+    Ok(())
+}
+
+/// `keelson issue`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum IssueCommand {
+    /// Everything known about one issue: evidence, remediation, references, images, history.
+    Show {
+        /// The issue id, as `keelson issues` prints it.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn issue_cmd(app: &App, command: &IssueCommand) -> anyhow::Result<ExitCode> {
+    let &IssueCommand::Show { id, json } = command;
+    let Some(detail) = app.store.issue(IssueId(id))? else {
+        bail!("no issue {id}; `keelson issues --status all` lists them");
+    };
+    if json {
+        crate::output::json(&detail)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    let i = &detail.issue;
+    writeln!(
+        out,
+        "issue {}: {} in {}",
+        i.id,
+        i.vulnerability_id,
+        i.package.as_deref().unwrap_or("(no package)")
+    )?;
+    if !i.title.is_empty() {
+        writeln!(out, "  {}", i.title)?;
+    }
+    writeln!(out, "  severity:   {}", i.severity)?;
+    writeln!(out, "  status:     {}", i.status)?;
+    writeln!(out, "  source:     {}", i.source_tool)?;
+    writeln!(out, "  location:   {}/{}", i.registry, i.repository)?;
+    writeln!(
+        out,
+        "  package:    {} {} (fixed in {})",
+        i.package.as_deref().unwrap_or("-"),
+        i.package_version.as_deref().unwrap_or("?"),
+        i.fixed_version.as_deref().unwrap_or("no fix known")
+    )?;
+    writeln!(out, "  seen:       {} … {}", i.first_seen, i.last_seen)?;
+    if let Some(s) = &detail.suppression {
+        writeln!(
+            out,
+            "  suppressed: by {} at {}{}: {}",
+            s.actor,
+            s.created_at,
+            s.expires_at
+                .as_deref()
+                .map(|e| format!(" until {e}"))
+                .unwrap_or_default(),
+            s.reason
+        )?;
+    }
+    if let Some(v) = &detail.vulnerability {
+        if let Some(score) = v.cvss_score {
+            writeln!(
+                out,
+                "  cvss:       {score} {}",
+                v.cvss_vector.as_deref().unwrap_or("")
+            )?;
+        }
+        if !v.description.is_empty() {
+            writeln!(out, "\ndescription:\n  {}", v.description)?;
+        }
+        if let Some(r) = &v.remediation {
+            writeln!(out, "\nremediation:\n  {r}")?;
+        }
+        if v.exploitability.exploit_published {
+            writeln!(
+                out,
+                "\nexploit published: yes {}",
+                v.exploitability.types.join(", ")
+            )?;
+        }
+        if !v.weaknesses.is_empty() {
+            writeln!(out, "weaknesses: {}", v.weaknesses.join(", "))?;
+        }
+        if !v.references.is_empty() {
+            writeln!(out, "\nreferences:")?;
+            for r in &v.references {
+                writeln!(out, "  {} {}", r.url, r.title)?;
+            }
+        }
+    }
+    writeln!(out, "\nimages ({}):", detail.findings.len())?;
+    for f in &detail.findings {
+        writeln!(
+            out,
+            "  {} {}{} [{}] via `{}` · {} {} · seen {} … {}{}",
+            f.digest,
+            if f.tags.is_empty() {
+                "(untagged)".to_owned()
+            } else {
+                f.tags.join(",")
+            },
+            if f.image_removed {
+                " (image removed)"
+            } else {
+                ""
+            },
+            f.status,
+            f.connection,
+            f.severity,
+            f.package_version.as_deref().unwrap_or("?"),
+            f.first_seen,
+            f.last_seen,
+            f.resolved_at
+                .as_deref()
+                .map(|r| format!(" · resolved {r}"))
+                .unwrap_or_default()
+        )?;
+        for e in &f.evidence {
+            writeln!(out, "      evidence: {e}")?;
+        }
+    }
+    writeln!(out, "\nhistory:")?;
+    for e in &detail.history {
+        let change = match (&e.old_value, &e.new_value) {
+            (Some(old), Some(new)) => format!("{old} → {new}"),
+            (None, Some(new)) => new.clone(),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  {} {:<10} {}{}{}",
+            e.at,
+            e.kind,
+            e.field
+                .as_deref()
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default(),
+            truncate(&change, 80),
+            e.run.map(|r| format!(" (run {r})")).unwrap_or_default()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_formula_escaped_and_quoted() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("-2"), "'-2");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("\tx"), "'\tx");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_line_per_issue() {
+        let row = IssueRow {
+            id: IssueId(7),
+            source_tool: "Azure Container Registry".into(),
+            registry: "r.azurecr.io".into(),
+            repository: "payments/api".into(),
+            vulnerability_id: "CVE-2024-1".into(),
+            title: "=cmd|' /C calc'!A0".into(),
+            package: Some("openssl".into()),
+            package_version: Some("3.0.1".into()),
+            fixed_version: None,
+            severity: Severity::High,
+            status: IssueStatus::Open,
+            first_seen: "2026-01-01T00:00:00.000Z".into(),
+            last_seen: "2026-01-02T00:00:00.000Z".into(),
+            images: vec![],
+        };
+        let mut out = Vec::new();
+        write_csv(&mut out, &[row]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], CSV_HEADER.join(","));
+        assert!(lines[1].starts_with("7,Azure Container Registry,r.azurecr.io,payments/api,CVE-2024-1,'=cmd|' /C calc'!A0,openssl,3.0.1,,high,open,"), "{}", lines[1]);
+    }
+}
