@@ -409,3 +409,43 @@ async fn the_client_secret_never_appears_in_logs_or_errors() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_mid_scan_is_refreshed_once_and_the_scan_completes() {
+    let mut options = SimOptions::new(Scenario::Small);
+    // Azure rejects tokens older than one second here, although `expires_in` promises an hour.
+    options.faults = FaultSpec {
+        token_max_age_secs: Some(1),
+        ..FaultSpec::default()
+    };
+    let env = AcrEnv::start(options).await;
+    let mut conn = env.connect(&env.sim.credentials()).await.expect("connects");
+    conn.verify().await.expect("verifies");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let snap = snapshot(&mut conn, &PagingPolicy::default()).await;
+    let forbidden: BTreeSet<String> = env
+        .sim
+        .ground_truth()
+        .registries()
+        .into_iter()
+        .filter(|r| !r.data_plane_readable)
+        .map(|r| format!("repositories of {}", r.login_server))
+        .collect();
+    let unexpected: Vec<_> = snap
+        .failures
+        .keys()
+        .filter(|k| !forbidden.contains(*k))
+        .collect();
+    assert!(unexpected.is_empty(), "{:?}", snap.failures);
+    assert_matches_truth(&env, &snap);
+    let stats = env.sim.stats();
+    print_requests("expiring tokens", &env);
+    assert!(
+        stats.total("entra.token") >= 2,
+        "the expired token was replaced"
+    );
+    assert!(
+        stats.count("arm.registries", 401) + stats.count("arm.subscription", 401) >= 1,
+        "Azure refused the old token"
+    );
+}
