@@ -1,17 +1,18 @@
 //! `keelson connect`, `keelson verify` and `keelson locations`: adding an account, proving it
 //! works, and choosing which of its registries and repositories are scanned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use keelson_config::SecretRef;
-use keelson_core::{ConnectorInfo, SettingSpec};
+use keelson_core::{Account, ConnectorInfo, SettingSpec};
+use keelson_runtime::Plugin;
 use keelson_scan::{PagingPolicy, Selection, check_glob, walk};
+use keelson_server::{LocationReport, RegistryLocation, RepositoryLocation};
 use keelson_store::{ConnectionSpec, SelectionAction, SelectionRule};
 use secrecy::SecretString;
-use serde::Serialize;
 
 use crate::app::{ACTOR, App, connect, read_secret};
 
@@ -47,6 +48,48 @@ fn redact_value(text: &str) -> String {
 
 pub(crate) async fn connect_cmd(app: &mut App, args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.as_str();
+    let mut settings = BTreeMap::new();
+    for pair in &args.settings {
+        let (key, value) = split_pair("--set", pair)?;
+        settings.insert(key.to_owned(), value.to_owned());
+    }
+    let mut references = BTreeMap::new();
+    for pair in &args.secrets {
+        let (key, reference) = split_pair("--secret", pair)?;
+        references.insert(key.to_owned(), reference.to_owned());
+    }
+    let secret_keys: BTreeSet<String> = references.keys().cloned().collect();
+    let plugin = check_new_connection(app, &args.plugin, name, &settings, &secret_keys).await?;
+    let info = plugin.describe().clone();
+    let mut secrets: BTreeMap<String, SecretString> = BTreeMap::new();
+    for (key, reference) in &references {
+        let reference = SecretRef::parse(key, reference, &app.config.host.secrets_dir)
+            .map_err(|p| anyhow::anyhow!("{p}"))
+            .with_context(|| format!("invalid `--secret {key}=…`"))?;
+        let value = read_secret(name, key, &reference, &app.config.host.secrets_dir)?;
+        secrets.insert(key.clone(), value);
+    }
+    let account = connect_and_save(app, &plugin, name, settings, secrets, ACTOR).await?;
+    say(&format!(
+        "✔ connection `{name}` saved: {} ({}) via {}",
+        account.display_name, account.id, info.display_name
+    ));
+    say(&format!(
+        "  next: `keelson locations {name}` to choose what to scan, then `keelson scan {name}`"
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a new connection the way `keelson connect` and the web page both do, before anything
+/// is contacted: the name, no clash with a declared or other-plugin connection, every setting
+/// known (secret ones only among `secret_keys`) and every required one given. Loads the plugin.
+pub(crate) async fn check_new_connection(
+    app: &mut App,
+    plugin_id: &str,
+    name: &str,
+    settings: &BTreeMap<String, String>,
+    secret_keys: &BTreeSet<String>,
+) -> anyhow::Result<Plugin> {
     keelson_config::validate_connection_name(name)
         .map_err(|p| anyhow::anyhow!("{p}"))
         .context("invalid `--name`")?;
@@ -57,41 +100,41 @@ pub(crate) async fn connect_cmd(app: &mut App, args: ConnectArgs) -> anyhow::Res
         );
     }
     if let Some(existing) = app.store.connection(name)?
-        && existing.plugin != args.plugin
+        && existing.plugin != plugin_id
     {
         bail!(
             "connection `{name}` already exists for plugin `{}`; pick another `--name`",
             existing.plugin
         );
     }
-    let plugin = app.load_plugin(&args.plugin).await?;
+    let plugin = app.load_plugin(plugin_id).await?;
     let info = plugin.describe().clone();
-
-    let mut settings = BTreeMap::new();
-    for pair in &args.settings {
-        let (key, value) = split_pair("--set", pair)?;
+    for key in settings.keys() {
         let spec = setting(&info, key)?;
         if spec.secret {
             bail!(
                 "setting `{key}` is secret: pass it as `--secret {key}=env:KEELSON_...` (or `file:PATH`, `prompt`), never on the command line"
             );
         }
-        settings.insert(key.to_owned(), value.to_owned());
     }
-    let mut secrets: BTreeMap<String, SecretString> = BTreeMap::new();
-    for pair in &args.secrets {
-        let (key, reference) = split_pair("--secret", pair)?;
+    for key in secret_keys {
         setting(&info, key)?;
-        let reference = SecretRef::parse(key, reference, &app.config.host.secrets_dir)
-            .map_err(|p| anyhow::anyhow!("{p}"))
-            .with_context(|| format!("invalid `--secret {key}=…`"))?;
-        let value = read_secret(name, key, &reference, &app.config.host.secrets_dir)?;
-        secrets.insert(key.to_owned(), value);
     }
-    check_required(&info, &settings, &secrets)?;
+    check_required(&info, settings, secret_keys)?;
+    Ok(plugin)
+}
 
+/// Connects with the given values, verifies, and only then saves the connection as `actor`.
+pub(crate) async fn connect_and_save(
+    app: &mut App,
+    plugin: &Plugin,
+    name: &str,
+    settings: BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretString>,
+    actor: &str,
+) -> anyhow::Result<Account> {
     let not_saved = || format!("connection `{name}` was not saved");
-    let mut conn = connect(&plugin, name, &settings, &secrets)
+    let mut conn = connect(plugin, name, &settings, &secrets)
         .await
         .with_context(not_saved)?;
     let account = conn
@@ -101,19 +144,12 @@ pub(crate) async fn connect_cmd(app: &mut App, args: ConnectArgs) -> anyhow::Res
         .with_context(not_saved)?;
     let spec = ConnectionSpec {
         name: name.to_owned(),
-        plugin: args.plugin.clone(),
+        plugin: plugin.spec().id.as_str().to_owned(),
         settings,
         secrets,
     };
-    app.store.save_connection(&spec, &app.keys, ACTOR)?;
-    say(&format!(
-        "✔ connection `{name}` saved: {} ({}) via {}",
-        account.display_name, account.id, info.display_name
-    ));
-    say(&format!(
-        "  next: `keelson locations {name}` to choose what to scan, then `keelson scan {name}`"
-    ));
-    Ok(ExitCode::SUCCESS)
+    app.store.save_connection(&spec, &app.keys, actor)?;
+    Ok(account)
 }
 
 fn setting<'a>(info: &'a ConnectorInfo, key: &str) -> anyhow::Result<&'a SettingSpec> {
@@ -138,7 +174,7 @@ fn setting<'a>(info: &'a ConnectorInfo, key: &str) -> anyhow::Result<&'a Setting
 fn check_required(
     info: &ConnectorInfo,
     settings: &BTreeMap<String, String>,
-    secrets: &BTreeMap<String, SecretString>,
+    secrets: &BTreeSet<String>,
 ) -> anyhow::Result<()> {
     let value_of = |key: &str| {
         settings.get(key).cloned().or_else(|| {
@@ -153,7 +189,7 @@ fn check_required(
             .only_when
             .as_ref()
             .is_none_or(|kv| value_of(&kv.key).as_deref() == Some(kv.value.as_str()));
-        let given = settings.contains_key(&spec.key) || secrets.contains_key(&spec.key);
+        let given = settings.contains_key(&spec.key) || secrets.contains(&spec.key);
         if spec.required && applies && !given && spec.default_value.is_none() {
             let flag = if spec.secret {
                 format!("--secret {}=env:KEELSON_...", spec.key)
@@ -215,29 +251,6 @@ pub(crate) struct LocationsArgs {
     json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct LocationReport {
-    rules: Vec<SelectionRule>,
-    registries: Vec<RegistryLocation>,
-}
-
-#[derive(Debug, Serialize)]
-struct RegistryLocation {
-    name: String,
-    /// `selected`, `partly` or `deselected`.
-    state: &'static str,
-    repositories: Vec<RepositoryLocation>,
-    /// Why the repositories could not be listed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct RepositoryLocation {
-    name: String,
-    selected: bool,
-}
-
 pub(crate) async fn locations_cmd(app: &mut App, args: LocationsArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.as_str();
     let stored = app.stored(name)?;
@@ -263,6 +276,18 @@ pub(crate) async fn locations_cmd(app: &mut App, args: LocationsArgs) -> anyhow:
         }
         app.store.set_selection(name, &rules, ACTOR)?;
     }
+    let report = location_report(app, name).await?;
+    if args.json {
+        crate::output::json(&report)?;
+    } else {
+        print_locations(name, &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The registries and repositories of connection `name`, listed live from its plugin, each with
+/// what the current selection scans.
+pub(crate) async fn location_report(app: &mut App, name: &str) -> anyhow::Result<LocationReport> {
     let rules = app.selection_rules(name)?;
     let selection = Selection::new(&rules)?;
     let mut conn = app.open_connection(name).await?;
@@ -312,17 +337,12 @@ pub(crate) async fn locations_cmd(app: &mut App, args: LocationsArgs) -> anyhow:
         };
         report.registries.push(RegistryLocation {
             name: registry.name,
-            state,
+            state: state.to_owned(),
             repositories,
             error: listed.err().map(|e| e.to_string()),
         });
     }
-    if args.json {
-        crate::output::json(&report)?;
-    } else {
-        print_locations(name, &report);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(report)
 }
 
 #[allow(clippy::print_stdout, reason = "command output")]
@@ -341,7 +361,7 @@ fn print_locations(name: &str, report: &LocationReport) {
     }
     println!();
     for registry in &report.registries {
-        let mark = match registry.state {
+        let mark = match registry.state.as_str() {
             "selected" => "[x]",
             "partly" => "[~]",
             _ => "[ ]",

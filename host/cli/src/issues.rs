@@ -3,8 +3,10 @@
 //! `--format json` prints an array of issues in the documented, stable schema of
 //! [`keelson_store::IssueRow`]: `id`, `source_tool`, `registry`, `repository`, `vulnerability_id`,
 //! `title`, `package`, `package_version`, `fixed_version`, `severity`, `status`, `first_seen`,
-//! `last_seen` and `images` (each `digest`, `tags`, `status`). `--format csv` has one row per
-//! issue; every cell that a spreadsheet would run as a formula is prefixed with `'`.
+//! `last_seen` and `images` (each `digest`, `tags`, `status`), and from enrichment `priority`,
+//! `factors` (each `id`, `direction`, `from`, `to`, `reason`, `evidence`), `application`, `team`,
+//! `sla_due`, `sla_breached` and `controls`. `--format csv` has one row per issue; every cell
+//! that a spreadsheet would run as a formula is prefixed with `'`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -12,7 +14,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use keelson_core::Severity;
-use keelson_store::{IssueCursor, IssueFilter, IssueId, IssueRow, IssueStatus};
+use keelson_enrich::Direction;
+use keelson_store::{IssueCursor, IssueFilter, IssueId, IssueRow, IssueStatus, SlaState};
 
 use crate::app::App;
 
@@ -21,6 +24,13 @@ pub(crate) enum Format {
     Table,
     Json,
     Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SlaArg {
+    Breached,
+    Within,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,6 +66,24 @@ pub(crate) struct IssuesArgs {
     /// Only findings of this connection.
     #[arg(long)]
     connection: Option<String>,
+    /// Only these priorities (comma-separated or repeated): the level after enrichment.
+    #[arg(long, value_delimiter = ',')]
+    priority: Vec<Severity>,
+    /// Only issues of this `[[application]]`.
+    #[arg(long, conflicts_with = "unmapped")]
+    application: Option<String>,
+    /// Only issues owned by this team.
+    #[arg(long)]
+    team: Option<String>,
+    /// Only issues in images no `[[application]]` rule claims.
+    #[arg(long)]
+    unmapped: bool,
+    /// SLA state: `breached` (open past due), `within`, or `none`.
+    #[arg(long, value_enum)]
+    sla: Option<SlaArg>,
+    /// Only issues under this compliance control (`6.3.3`, `RA-5` or `PCI DSS 4.0 6.3.3`).
+    #[arg(long)]
+    control: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// At most this many issues (a page).
@@ -89,6 +117,16 @@ pub(crate) fn issues_cmd(app: &App, args: &IssuesArgs) -> anyhow::Result<ExitCod
         registry: args.registry.clone(),
         repository: args.repository.clone(),
         vulnerability: args.vulnerability.clone(),
+        priorities: args.priority.clone(),
+        application: args.application.clone(),
+        team: args.team.clone(),
+        unmapped: args.unmapped,
+        sla: args.sla.map(|s| match s {
+            SlaArg::Breached => SlaState::Breached,
+            SlaArg::Within => SlaState::Within,
+            SlaArg::None => SlaState::None,
+        }),
+        control: args.control.clone(),
         after,
         limit: args.limit,
     };
@@ -109,7 +147,7 @@ pub(crate) fn issues_cmd(app: &App, args: &IssuesArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-const CSV_HEADER: [&str; 15] = [
+const CSV_HEADER: [&str; 21] = [
     "id",
     "source_tool",
     "registry",
@@ -125,6 +163,12 @@ const CSV_HEADER: [&str; 15] = [
     "last_seen",
     "images",
     "digests",
+    "priority",
+    "application",
+    "team",
+    "sla_due",
+    "sla_breached",
+    "controls",
 ];
 
 fn write_csv(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Result<()> {
@@ -147,6 +191,12 @@ fn write_csv(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Result
             r.last_seen.clone(),
             r.images.len().to_string(),
             digests.join(";"),
+            r.priority.to_string(),
+            r.application.clone().unwrap_or_default(),
+            r.team.clone().unwrap_or_default(),
+            r.sla_due.clone().unwrap_or_default(),
+            r.sla_breached.to_string(),
+            r.controls.join(";"),
         ];
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(out, "{}", line.join(","))?;
@@ -170,7 +220,7 @@ fn csv_cell(text: &str) -> String {
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()
     } else {
@@ -187,13 +237,16 @@ fn write_table(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Resu
     }
     writeln!(
         out,
-        "{:>5}  {:<8}  {:<8}  {:<20}  {:<24}  {:<22}  {:<40}  {:>6}",
+        "{:>5}  {:<16}  {:<8}  {:<8}  {:<18}  {:<20}  {:<20}  {:<12}  {:<11}  {:<34}  {:>6}",
         "ID",
+        "PRIORITY",
         "SEVERITY",
         "STATUS",
         "VULNERABILITY",
         "PACKAGE",
         "VERSION → FIX",
+        "APPLICATION",
+        "SLA DUE",
         "REGISTRY/REPOSITORY",
         "IMAGES"
     )?;
@@ -204,16 +257,30 @@ fn write_table(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Resu
             r.fixed_version.as_deref().unwrap_or("-")
         );
         let registry = r.registry.split('.').next().unwrap_or(&r.registry);
+        // `high ↑` / `low ↓`: enrichment moved the scanner's level.
+        let priority = match r.priority.cmp(&r.severity) {
+            std::cmp::Ordering::Greater => format!("{} ↑", r.priority),
+            std::cmp::Ordering::Less => format!("{} ↓", r.priority),
+            std::cmp::Ordering::Equal => r.priority.to_string(),
+        };
+        let sla = match (&r.sla_due, r.sla_breached) {
+            (Some(due), true) => format!("{} !", due.get(..10).unwrap_or(due)),
+            (Some(due), false) => due.get(..10).unwrap_or(due).to_owned(),
+            (None, _) => "-".to_owned(),
+        };
         writeln!(
             out,
-            "{:>5}  {:<8}  {:<8}  {:<20}  {:<24}  {:<22}  {:<40}  {:>6}",
+            "{:>5}  {:<16}  {:<8}  {:<8}  {:<18}  {:<20}  {:<20}  {:<12}  {:<11}  {:<34}  {:>6}",
             r.id,
+            priority,
             r.severity.as_str(),
             r.status.as_str(),
-            truncate(&r.vulnerability_id, 20),
-            truncate(r.package.as_deref().unwrap_or("-"), 24),
-            truncate(&versions, 22),
-            truncate(&format!("{registry}/{}", r.repository), 40),
+            truncate(&r.vulnerability_id, 18),
+            truncate(r.package.as_deref().unwrap_or("-"), 20),
+            truncate(&versions, 20),
+            truncate(r.application.as_deref().unwrap_or("(unmapped)"), 12),
+            sla,
+            truncate(&format!("{registry}/{}", r.repository), 34),
             r.images.len()
         )?;
     }
@@ -255,8 +322,28 @@ pub(crate) fn issue_cmd(app: &App, command: &IssueCommand) -> anyhow::Result<Exi
     if !i.title.is_empty() {
         writeln!(out, "  {}", i.title)?;
     }
-    writeln!(out, "  severity:   {}", i.severity)?;
+    writeln!(out, "  priority:   {}", i.priority)?;
+    writeln!(out, "  severity:   {} (the scanner's)", i.severity)?;
     writeln!(out, "  status:     {}", i.status)?;
+    writeln!(
+        out,
+        "  owner:      {}",
+        match (&i.application, &i.team) {
+            (Some(a), Some(t)) => format!("application {a}, team {t}"),
+            (Some(a), None) => format!("application {a}"),
+            _ => "unmapped: no [[application]] rule claims this image".to_owned(),
+        }
+    )?;
+    if let Some(due) = &i.sla_due {
+        writeln!(
+            out,
+            "  sla due:    {due}{}",
+            if i.sla_breached { " (breached)" } else { "" }
+        )?;
+    }
+    if !i.controls.is_empty() {
+        writeln!(out, "  controls:   {}", i.controls.join(", "))?;
+    }
     writeln!(out, "  source:     {}", i.source_tool)?;
     writeln!(out, "  location:   {}/{}", i.registry, i.repository)?;
     writeln!(
@@ -280,14 +367,16 @@ pub(crate) fn issue_cmd(app: &App, command: &IssueCommand) -> anyhow::Result<Exi
             s.reason
         )?;
     }
+    if let Some(score) = detail.vulnerability.as_ref().and_then(|v| v.cvss_score) {
+        let vector = detail
+            .vulnerability
+            .as_ref()
+            .and_then(|v| v.cvss_vector.as_deref())
+            .unwrap_or("");
+        writeln!(out, "  cvss:       {score} {vector}")?;
+    }
+    write_why(&mut out, i)?;
     if let Some(v) = &detail.vulnerability {
-        if let Some(score) = v.cvss_score {
-            writeln!(
-                out,
-                "  cvss:       {score} {}",
-                v.cvss_vector.as_deref().unwrap_or("")
-            )?;
-        }
         if !v.description.is_empty() {
             writeln!(out, "\ndescription:\n  {}", v.description)?;
         }
@@ -365,6 +454,42 @@ pub(crate) fn issue_cmd(app: &App, command: &IssueCommand) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// The priority in plain sentences, each with its evidence.
+fn write_why(out: &mut impl std::io::Write, i: &IssueRow) -> anyhow::Result<()> {
+    if i.factors.is_empty() {
+        writeln!(
+            out,
+            "\nwhy {}: not evaluated yet; the priority is the scanner's severity.",
+            i.priority
+        )?;
+        return Ok(());
+    }
+    let moved = i.factors.iter().any(|f| f.direction != Direction::Note);
+    writeln!(
+        out,
+        "\nwhy {}: {}",
+        i.priority,
+        if moved {
+            format!("the scanner said {}; then:", i.severity)
+        } else {
+            format!("the scanner said {} and no rule moved it.", i.severity)
+        }
+    )?;
+    for f in &i.factors {
+        let lead = match f.direction {
+            Direction::Raise => format!("Raised from {} to {}. ", f.from, f.to),
+            Direction::Lower => format!("Lowered from {} to {}. ", f.from, f.to),
+            Direction::Set => format!("Set from {} to {}. ", f.from, f.to),
+            Direction::Note => String::new(),
+        };
+        writeln!(out, "  - {lead}{} [{}]", f.reason, f.id)?;
+        for e in &f.evidence {
+            writeln!(out, "      evidence: {e}")?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,10 +519,17 @@ mod tests {
             package_version: Some("3.0.1".into()),
             fixed_version: None,
             severity: Severity::High,
+            priority: Severity::Critical,
             status: IssueStatus::Open,
             first_seen: "2026-01-01T00:00:00.000Z".into(),
             last_seen: "2026-01-02T00:00:00.000Z".into(),
             images: vec![],
+            factors: vec![],
+            application: Some("shop".into()),
+            team: None,
+            sla_due: None,
+            sla_breached: false,
+            controls: vec!["PCI DSS 4.0 6.3.3".into(), "NIST SP 800-53 RA-5".into()],
         };
         let mut out = Vec::new();
         write_csv(&mut out, &[row]).unwrap();
@@ -405,6 +537,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0], CSV_HEADER.join(","));
+        assert!(
+            lines[1].ends_with(",critical,shop,,,false,PCI DSS 4.0 6.3.3;NIST SP 800-53 RA-5"),
+            "{}",
+            lines[1]
+        );
         assert!(lines[1].starts_with("7,Azure Container Registry,r.azurecr.io,payments/api,CVE-2024-1,'=cmd|' /C calc'!A0,openssl,3.0.1,,high,open,"), "{}", lines[1]);
     }
 }

@@ -5,13 +5,16 @@
 //! `KEELSON_MASTER_KEY` and the `env:KEELSON_*` secret references) and initialises logging.
 
 mod app;
+mod conformance;
 mod connections;
+mod enrich;
 mod host;
 mod issues;
 mod keys;
 mod output;
 mod plugins;
 mod scan;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +66,25 @@ enum Command {
     /// One issue.
     #[command(subcommand)]
     Issue(issues::IssueCommand),
+    /// Threat feeds: import the CISA KEV catalog and FIRST EPSS scores from files.
+    #[command(subcommand)]
+    Feeds(enrich::FeedsCommand),
+    /// Open issues and SLA breaches per compliance framework and control.
+    Compliance(enrich::ComplianceArgs),
+    /// Hide an issue, or every finding of a vulnerability, package, repository glob or application.
+    Suppress(enrich::SuppressArgs),
+    /// Lift an issue's suppression or a suppression rule.
+    Unsuppress(enrich::UnsuppressArgs),
+    /// The suppression rules.
+    Suppressions(enrich::SuppressionsArgs),
+    /// Set or clear an issue's priority by hand.
+    #[command(subcommand)]
+    Priority(enrich::PriorityCommand),
+    /// Serve the HTTP API and the web page (on 127.0.0.1:8080 unless `--bind` says otherwise).
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke the API tokens `keelson serve` accepts.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +112,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The conformance runner tests a component file and needs no configuration.
+    if let Command::Plugins(plugins::PluginsCommand::Test(args)) = cli.command {
+        return conformance::run(*args).await;
+    }
     let config = keelson_config::load(&cli.config)
         .with_context(|| format!("cannot use the configuration `{}`", cli.config.display()))?;
     if let Command::Plugins(command) = cli.command {
@@ -110,6 +136,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => scan::run_cmd(&mut app, args).await,
         Command::Issues(args) => issues::issues_cmd(&app, &args),
         Command::Issue(command) => issues::issue_cmd(&app, &command),
+        Command::Feeds(command) => enrich::feeds_cmd(&mut app, &command),
+        Command::Compliance(args) => enrich::compliance_cmd(&app, &args),
+        Command::Suppress(args) => enrich::suppress_cmd(&mut app, &args),
+        Command::Unsuppress(args) => enrich::unsuppress_cmd(&mut app, &args),
+        Command::Suppressions(args) => enrich::suppressions_cmd(&app, &args),
+        Command::Priority(command) => enrich::priority_cmd(&mut app, &command),
+        Command::Serve(args) => serve::serve_cmd(app, master_key, args).await,
+        Command::Token(command) => serve::token_cmd(&mut app, command),
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Runs the conformance checks on a connector component against the Azure simulator or a
+    /// server; one PASS/FAIL line per check. Needs no plugins.toml.
+    Test(Box<crate::conformance::TestArgs>),
 }
 
 /// One plugin as `list` and `inspect` show it.
@@ -93,6 +96,7 @@ pub(crate) async fn run(config: &Config, command: PluginsCommand) -> anyhow::Res
                 ExitCode::SUCCESS
             })
         }
+        PluginsCommand::Test(args) => crate::conformance::run(*args).await,
     }
 }
 

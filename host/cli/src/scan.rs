@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use keelson_config::Schedule;
-use keelson_scan::{PagingPolicy, Progress, ScanRequest, ScanSummary, scan};
+use keelson_scan::{PagingPolicy, Progress, ScanRequest, ScanSummary, scan_with_policy};
 use keelson_store::{IngestCounts, RunId, RunStatus, RunTrigger};
 
 use crate::app::App;
@@ -120,13 +120,28 @@ async fn scan_one(
     cancel: &AtomicBool,
     bars: bool,
 ) -> anyhow::Result<ScanSummary> {
+    let mut progress = Bars::new(name, bars);
+    let summary = scan_with(app, name, trigger, policy, cancel, &mut progress).await;
+    progress.finish();
+    summary
+}
+
+/// One run of connection `name`, reporting to `progress`: what `keelson scan` and a scan started
+/// from the web page both do.
+pub(crate) async fn scan_with(
+    app: &mut App,
+    name: &str,
+    trigger: RunTrigger,
+    policy: &PagingPolicy,
+    cancel: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<ScanSummary> {
     let request = ScanRequest {
         connection: name.to_owned(),
         trigger,
         selection: app.selection(name)?,
         policy: policy.clone(),
     };
-    let mut progress = Bars::new(name, bars);
     // The connector is opened by the scan after it took the lease; until then the store is
     // borrowed by the scan, so the pieces needed to connect are prepared here.
     let stored = app.stored(name)?;
@@ -138,11 +153,17 @@ async fn scan_one(
             .await
             .map_err(|e| format!("{e:#}"))
     };
-    let summary = scan(&mut app.store, &request, open, &mut progress, cancel)
-        .await
-        .with_context(|| format!("scan of `{name}`"));
-    progress.finish();
-    summary
+    let enrichment = app.config.policy();
+    scan_with_policy(
+        &mut app.store,
+        &request,
+        &enrichment,
+        open,
+        progress,
+        cancel,
+    )
+    .await
+    .with_context(|| format!("scan of `{name}`"))
 }
 
 /// Progress bars for one scan: a spinner while enumerating, a counter while reading findings.
@@ -260,6 +281,18 @@ fn print_summary(s: &ScanSummary) {
         s.findings_kept
     );
     println!("  requests: {}", s.requests);
+    let e = &s.enrichment;
+    println!(
+        "  enrichment: {} images described · {} findings evaluated · {} re-prioritised{}",
+        s.images_described,
+        e.evaluated,
+        e.reprioritised,
+        if e.suppressed > 0 {
+            format!(" · {} suppressed by rules", e.suppressed)
+        } else {
+            String::new()
+        }
+    );
     for u in &s.uncovered {
         println!(
             "  not covered (nothing resolved there): {}: {}",

@@ -203,6 +203,30 @@ pub enum Problem {
         "`{value}` is not a usable proxy: {reason}; expected `http://host:port` or `https://host:port`"
     )]
     BadProxy { value: String, reason: &'static str },
+    #[error(
+        "`{0}` is not a valid application name; expected letters, digits, `-`, `_` and `.`, starting with a letter or digit, at most 64 characters (e.g. `payments`)"
+    )]
+    BadApplicationName(String),
+    #[error(
+        "duplicate application name `{name}` (first defined on line {first_line}); expected each `[[application]]` name once"
+    )]
+    DuplicateApplication { name: String, first_line: usize },
+    #[error(
+        "`{0}` is not an image glob; expected `registry/repository` or `registry/repository:tag` with `*` and `?` wildcards and no spaces (e.g. `contosoprod*/payments/*`)"
+    )]
+    BadImageGlob(String),
+    #[error("`{0}` is not an environment; expected production, staging, test or development")]
+    BadEnvironment(String),
+    #[error("`{0}` is not a business criticality; expected low, medium, high or critical")]
+    BadCriticality(String),
+    #[error("`{0}` is not a priority; expected critical, high, medium, low or informational")]
+    BadPriority(String),
+    #[error("`{key}` is `{value}`; expected a probability from 0 to 1 (e.g. `0.1`)")]
+    NotAProbability { key: &'static str, value: String },
+    #[error(
+        "`epss_low` ({low}) is not below `epss_high` ({high}); expected a low threshold under the high one"
+    )]
+    EpssThresholdsCrossed { low: String, high: String },
 }
 
 fn one_of(known: &[String]) -> String {

@@ -23,6 +23,12 @@ pub struct Config {
     pub host: HostSettings,
     pub plugins: Vec<PluginSpec>,
     pub connections: Vec<ConnectionSpec>,
+    /// `[[application]]`: ownership rules, in the order written.
+    pub applications: Vec<keelson_enrich::Application>,
+    /// `[enrichment]`: thresholds and SLA days (defaults in [`keelson_enrich::Thresholds`]).
+    pub enrichment: keelson_enrich::Thresholds,
+    /// `[[compliance]]`: control rows added to the built-in table.
+    pub compliance: Vec<keelson_enrich::ControlRule>,
 }
 
 /// `[host]`: settings of the Keelson process itself.
@@ -375,6 +381,15 @@ impl Config {
     pub fn connection(&self, name: &str) -> Option<&ConnectionSpec> {
         self.connections.iter().find(|c| c.name == name)
     }
+
+    /// The enrichment rules this file sets: applications, thresholds and extra controls.
+    pub fn policy(&self) -> keelson_enrich::Policy {
+        keelson_enrich::Policy::new(
+            self.applications.clone(),
+            self.enrichment.clone(),
+            self.compliance.clone(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -627,6 +642,9 @@ mod tests {
                 secrets: BTreeMap::new(),
                 locations: vec!["*".to_owned()],
             }],
+            applications: Vec::new(),
+            enrichment: keelson_enrich::Thresholds::default(),
+            compliance: Vec::new(),
         };
         assert_eq!(config.plugin("b").unwrap().path, Path::new("b.wasm"));
         assert!(config.plugin("c").is_none());

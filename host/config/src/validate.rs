@@ -18,6 +18,8 @@ use crate::model::{
 };
 use crate::wire::{ConnectionWire, FileWire, HostWire, OneOrMany, PluginWire};
 
+mod enrichment;
+
 /// The file being validated: its name for messages, its text for positions, its folder for
 /// relative paths.
 pub(crate) struct Source<'a> {
@@ -116,11 +118,18 @@ pub(crate) fn validate(wire: FileWire, src: &Source<'_>) -> Result<Config, Error
         connections.push(spec);
     }
 
+    let applications = enrichment::applications(wire.application, src)?;
+    let thresholds = enrichment::thresholds(wire.enrichment, src)?;
+    let compliance = enrichment::compliance(wire.compliance, src)?;
+
     Ok(Config {
         source: src.file.to_path_buf(),
         host,
         plugins,
         connections,
+        applications,
+        enrichment: thresholds,
+        compliance,
     })
 }
 

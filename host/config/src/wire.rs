@@ -20,6 +20,53 @@ pub(crate) struct FileWire {
     pub(crate) plugin: Vec<PluginWire>,
     #[serde(default)]
     pub(crate) connection: Vec<ConnectionWire>,
+    #[serde(default)]
+    pub(crate) application: Vec<ApplicationWire>,
+    pub(crate) enrichment: Option<EnrichmentWire>,
+    #[serde(default)]
+    pub(crate) compliance: Vec<ComplianceWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApplicationWire {
+    pub(crate) name: S<String>,
+    pub(crate) service: Option<S<String>>,
+    pub(crate) team: Option<S<String>>,
+    pub(crate) environment: Option<S<String>>,
+    pub(crate) internet_exposed: Option<bool>,
+    pub(crate) business_criticality: Option<S<String>>,
+    #[serde(rename = "match")]
+    pub(crate) matches: S<Vec<S<String>>>,
+    pub(crate) priority: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnrichmentWire {
+    pub(crate) epss_high: Option<S<f64>>,
+    pub(crate) epss_low: Option<S<f64>>,
+    pub(crate) not_in_use_days: Option<S<u64>>,
+    pub(crate) sla_critical_days: Option<S<u64>>,
+    pub(crate) sla_high_days: Option<S<u64>>,
+    pub(crate) sla_medium_days: Option<S<u64>>,
+    pub(crate) sla_low_days: Option<S<u64>>,
+    pub(crate) sla_restart_on_reopen: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ComplianceWire {
+    pub(crate) framework: S<String>,
+    pub(crate) control: S<String>,
+    pub(crate) title: Option<S<String>>,
+    pub(crate) min_priority: Option<S<String>>,
+    pub(crate) fix_available: Option<bool>,
+    pub(crate) known_exploited: Option<bool>,
+    #[serde(default)]
+    pub(crate) applications: Vec<S<String>>,
+    #[serde(default)]
+    pub(crate) environments: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -180,6 +180,10 @@ impl HostState {
             .as_ref()
             .map_or(0, keelson_http::EgressSession::requests_sent)
     }
+
+    pub(crate) fn egress_denials(&self) -> u64 {
+        self.egress.as_ref().map_or(0, |e| e.stats().denials)
+    }
 }
 
 impl WasiView for HostState {

@@ -603,6 +603,11 @@ impl Connection {
         self.instance.store.data().requests_sent()
     }
 
+    /// Requests the egress gate refused so far (outside the grants, a secret to the wrong host…).
+    pub fn egress_denials(&self) -> u64 {
+        self.instance.store.data().egress_denials()
+    }
+
     fn page_size(&self, page: &PageRequest) -> (wit::PageRequest, usize) {
         let max = page
             .max_items

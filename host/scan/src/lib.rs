@@ -10,7 +10,10 @@ pub mod run;
 mod select;
 mod walk;
 
-pub use run::{NoProgress, Progress, ScanRequest, ScanSummary, Uncovered, scan};
+pub use run::{
+    DESCRIBE_BATCH, NoProgress, Progress, ScanRequest, ScanSummary, Uncovered, scan,
+    scan_with_policy,
+};
 pub use select::{Selection, check_glob, glob_match};
 pub use walk::{PagingPolicy, WalkError, walk};
 

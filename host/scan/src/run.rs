@@ -14,13 +14,23 @@
 //! throttled too long, a broken page) is reported as uncovered with the reason. If the registry or
 //! findings listing fails, nothing is covered and the run ends `failed`; an operator's cancel ends
 //! it `cancelled`. Neither resolves anything.
+//!
+//! Enrichment: once the findings are read, the connector's `describe-images` is asked about the
+//! run's images in batches of [`DESCRIBE_BATCH`] (the store hands them out by id, so they never
+//! pile up) and the answers are stored as image context; a connector that fails here only loses
+//! the context. After the run is finished, [`scan_with_policy`] re-evaluates the connection's
+//! findings with the operator's [`Policy`] (priority, factors, owner, SLA, controls).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use keelson_core::{Finding, Registry, Repository, ScanScope};
+use keelson_core::{Finding, ImageRef, Registry, Repository, ScanScope};
+use keelson_enrich::Policy;
 use keelson_runtime::Connection;
-use keelson_store::{IngestCounts, InventoryItem, RunId, RunInfo, RunOutcome, RunTrigger, Store};
+use keelson_store::{
+    EnrichCounts, EnrichScope, IngestCounts, InventoryItem, RunId, RunInfo, RunOutcome, RunTrigger,
+    Store,
+};
 use serde::Serialize;
 
 use crate::{PagingPolicy, Selection, WalkError, walk};
@@ -49,6 +59,8 @@ pub trait Progress: Send {
     fn findings_page(&mut self, _read: u64, _kept: u64, _counts: IngestCounts) {}
     /// Part of the scope could not be read.
     fn problem(&mut self, _what: &str, _reason: &str) {}
+    /// The connection's findings were re-evaluated.
+    fn enriched(&mut self, _counts: EnrichCounts) {}
 }
 
 /// A [`Progress`] that ignores everything.
@@ -81,6 +93,10 @@ pub struct ScanSummary {
     pub findings_kept: u64,
     /// Requests the plugin put on the wire.
     pub requests: u64,
+    /// Images the connector described (`describe-images`).
+    pub images_described: u64,
+    /// What re-evaluating the connection's findings changed.
+    pub enrichment: EnrichCounts,
     #[serde(serialize_with = "as_secs")]
     pub elapsed: Duration,
 }
@@ -92,6 +108,9 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 /// How many inventory records go into one transaction when a listing is written.
 const INVENTORY_BATCH: usize = 500;
 
+/// Images asked about per `describe-images` call.
+pub const DESCRIBE_BATCH: usize = 100;
+
 /// Runs one scan of `request.connection`. `open` opens the connector (loads the plugin, resolves
 /// secrets, connects); it is called after the lease is taken, and its failure ends the run
 /// `failed` with its message. `cancel` is checked between pages.
@@ -102,6 +121,18 @@ const INVENTORY_BATCH: usize = 500;
 pub async fn scan<E: std::fmt::Display>(
     store: &mut Store,
     request: &ScanRequest,
+    open: impl AsyncFnOnce() -> Result<Connection, E>,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<ScanSummary, crate::Error> {
+    scan_with_policy(store, request, &Policy::default(), open, progress, cancel).await
+}
+
+/// [`scan`], re-evaluating the connection's findings with `policy` once the run is finished.
+pub async fn scan_with_policy<E: std::fmt::Display>(
+    store: &mut Store,
+    request: &ScanRequest,
+    policy: &Policy,
     open: impl AsyncFnOnce() -> Result<Connection, E>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
@@ -122,7 +153,15 @@ pub async fn scan<E: std::fmt::Display>(
                 cancel,
                 state: &mut state,
             };
-            let outcome = ctx.drive(&mut conn, &source_tool).await;
+            let outcome = match ctx.drive(&mut conn, &source_tool).await {
+                Ok(Ended::Done) => describe_images(store, &mut conn, run, &mut *progress, cancel)
+                    .await
+                    .map(|described| {
+                        state.images_described = described;
+                        Ended::Done
+                    }),
+                other => other,
+            };
             state.requests = conn.requests_sent();
             outcome
         }
@@ -142,6 +181,12 @@ pub async fn scan<E: std::fmt::Display>(
     };
     let info = store.finish_run(run, &outcome, &covered)?;
     tracing::info!(run = %run, status = %info.status, resolved = info.findings_resolved, "scan run finished");
+    let enrichment = store.enrich(
+        policy,
+        &EnrichScope::Connection(request.connection.clone()),
+        "scan",
+    )?;
+    progress.enriched(enrichment);
     Ok(ScanSummary {
         run: info,
         registries_total: state.registries_total,
@@ -153,8 +198,40 @@ pub async fn scan<E: std::fmt::Display>(
         findings_read: state.findings_read,
         findings_kept: state.findings_kept,
         requests: state.requests,
+        images_described: state.images_described,
+        enrichment,
         elapsed: started.elapsed(),
     })
+}
+
+/// Asks the connector about the run's images, a batch at a time, and stores the answers.
+/// A connector failure ends the asking (the context is a bonus); a store failure is returned.
+async fn describe_images(
+    store: &mut Store,
+    conn: &mut Connection,
+    run: RunId,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<u64, keelson_store::Error> {
+    let mut after = 0;
+    let mut described = 0u64;
+    while !cancel.load(Ordering::Relaxed) {
+        let batch = store.run_images(run, after, DESCRIBE_BATCH)?;
+        let Some(last) = batch.last().map(|(id, _)| *id) else {
+            break;
+        };
+        after = last;
+        let images: Vec<ImageRef> = batch.into_iter().map(|(_, image)| image).collect();
+        match conn.describe_images(&images).await {
+            Ok(contexts) => described += store.save_image_contexts(run, &contexts)? as u64,
+            Err(err) => {
+                tracing::warn!(run = %run, error = %err, "describe-images failed; image context skipped");
+                progress.problem("image context", &err.to_string());
+                break;
+            }
+        }
+    }
+    Ok(described)
 }
 
 /// How the connector part of a run ended (store failures travel as `Err`).
@@ -174,6 +251,7 @@ struct RunState {
     findings_read: u64,
     findings_kept: u64,
     requests: u64,
+    images_described: u64,
 }
 
 impl RunState {

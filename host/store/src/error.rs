@@ -75,6 +75,12 @@ pub enum Error {
     #[error("`{0}` is not an issue cursor; expected `SEVERITY:ID` as printed by a previous page")]
     InvalidCursor(String),
 
+    #[error("an API token named `{0}` already exists; pick another name or revoke it first")]
+    TokenExists(String),
+
+    #[error("`{0}` is not a token role; use `viewer`, `operator` or `admin`")]
+    InvalidRole(String),
+
     #[error("a master key must be 32 bytes, got {0}")]
     InvalidKeyLength(usize),
 
@@ -108,6 +114,29 @@ pub enum Error {
         column: &'static str,
         reason: String,
     },
+
+    #[error("no suppression rule {0}")]
+    UnknownSuppressionRule(i64),
+
+    #[error("suppression rule {0} is already lifted")]
+    SuppressionRuleLifted(i64),
+
+    #[error("a suppression or manual priority needs a justification; it was empty")]
+    EmptyJustification,
+
+    #[error("a {0} suppression needs a pattern; it was empty")]
+    EmptyPattern(&'static str),
+
+    #[error(
+        "`{0}` cannot be a manual priority; expected critical, high, medium, low or informational"
+    )]
+    BadOverride(keelson_core::Severity),
+
+    #[error("issue {0} has no manual priority")]
+    NoOverride(IssueId),
+
+    #[error(transparent)]
+    Feed(#[from] keelson_enrich::Error),
 
     #[error(transparent)]
     Db(#[from] DbError),

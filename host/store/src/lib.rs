@@ -13,11 +13,17 @@
 //! [`Store::issue`]; secrets of a [`ConnectionSpec`] are sealed with AES-256-GCM under a
 //! caller-supplied [`MasterKey`] (see [`secrets`]).
 //!
+//! Enrichment: [`Store::save_image_contexts`] keeps what connectors say about images,
+//! [`Store::import_kev`] and [`Store::import_epss`] replace the feeds, and [`Store::enrich`]
+//! re-evaluates findings with a `keelson_enrich::Policy` in batches, recording each change of
+//! priority as an event and applying suppression rules ([`Store::add_suppression_rule`]).
+//!
 //! Beside `keelson.db` (and its `-wal`/`-shm`) the store keeps `keelson.db-owners/`, one locked
 //! file per open store, which tells a crashed scan from a live one. Back up with
 //! [`Store::backup_to`], never by copying the file while keelson runs.
 
 mod connections;
+mod enrich;
 mod error;
 mod ingest;
 pub mod migrate;
@@ -25,6 +31,7 @@ mod owner;
 mod queue;
 mod runs;
 pub mod secrets;
+mod tokens;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,14 +43,18 @@ use serde::{Deserialize, Serialize};
 pub use connections::{
     ConnectionSpec, KnownRegistry, SelectionAction, SelectionRule, StoredConnection,
 };
+pub use enrich::{
+    ControlCount, ENRICH_BATCH, EnrichCounts, EnrichScope, OverrideInfo, RuleScope, SuppressionRule,
+};
 pub use error::{DbError, Error, Result};
 pub use ingest::{IngestCounts, InventoryItem};
 pub use queue::{
     EventRow, FindingDetail, IssueCursor, IssueDetail, IssueFilter, IssueImage, IssueRow,
-    IssueStatus, SuppressionInfo, VulnerabilityInfo,
+    IssueStatus, SlaState, SuppressionInfo, VulnerabilityInfo,
 };
 pub use runs::{RunInfo, RunOutcome, RunStatus, RunTrigger};
 pub use secrets::{Keyring, MasterKey};
+pub use tokens::{ApiToken, TOKEN_ROLES};
 
 /// How long a writer waits for another writer before SQLite reports busy.
 ///
@@ -150,6 +161,12 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        // A scan writes pages of a thousand findings per transaction: with SQLite's 2 MB default
+        // cache those transactions spill to the WAL mid-way; statement journals stay in memory.
+        conn.pragma_update(None, "cache_size", -32_768)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(open_err)?;
         let mut store = Self { conn, owner };
         migrate::migrate(&mut store.conn, path)?;

@@ -12,7 +12,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{DbError, Error, Result};
 
 /// The schema, one SQL script per version.
-pub const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_enrichment.sql"),
+    include_str!("../migrations/0003_server.sql"),
+];
 
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {

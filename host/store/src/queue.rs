@@ -1,14 +1,18 @@
 //! The queue: issues with filters and keyset pagination, issue detail with history, suppressions.
 //!
-//! An issue's severity is the highest of its open findings (of all findings when none is open);
-//! its status is `open` if any finding is open, else `suppressed` if any is, else `resolved`.
-//! Pages are ordered by severity, highest first, then by id; [`IssueCursor`] marks where a page
-//! ended, so paging is stable while scans add issues.
+//! An issue's severity is the highest of its open findings (of all findings when none is open),
+//! and so is its priority (the level enrichment settled on; the severity until a finding is
+//! evaluated). Its status is `open` if any finding is open, else `suppressed` if any is, else
+//! `resolved`. Its application, team, factors and controls are those of its representative
+//! finding: the open one with the highest priority (lowest id among equals); its SLA due date is
+//! the soonest of its open findings. Pages are ordered by priority, highest first, then by id;
+//! [`IssueCursor`] marks where a page ended, so paging is stable while scans add issues.
 
 use std::fmt;
 use std::str::FromStr;
 
 use keelson_core::{Exploitability, Reference, Severity};
+use keelson_enrich::{Factor, SuppressionKind};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -71,15 +75,40 @@ pub struct IssueFilter {
     pub registry: Option<String>,
     pub repository: Option<String>,
     pub vulnerability: Option<String>,
+    /// Any of these priorities.
+    pub priorities: Vec<Severity>,
+    /// Only issues mapped to this application.
+    pub application: Option<String>,
+    /// Only issues owned by this team.
+    pub team: Option<String>,
+    /// Only issues no `[[application]]` rule claims.
+    pub unmapped: bool,
+    /// Only issues in this SLA state.
+    pub sla: Option<SlaState>,
+    /// Only issues under this control (`PCI DSS 4.0 6.3.3`, or the id alone: `6.3.3`).
+    pub control: Option<String>,
     /// Start after this issue (the last one of the previous page).
     pub after: Option<IssueCursor>,
     /// At most this many issues; `None` for all.
     pub limit: Option<usize>,
 }
 
-/// Where a page of issues ended: the last issue's severity and id, printed `high:42`.
+/// Where an issue stands against its SLA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlaState {
+    /// Open past its due date.
+    Breached,
+    /// Due, not yet past.
+    Within,
+    /// No due date (informational, not evaluated yet, or not open).
+    None,
+}
+
+/// Where a page of issues ended: the last issue's priority and id, printed `high:42`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IssueCursor {
+    /// The priority the queue is sorted by.
     pub severity: Severity,
     pub id: IssueId,
 }
@@ -124,18 +153,32 @@ pub struct IssueRow {
     /// Of the most recently seen finding, preferring open ones.
     pub package_version: Option<String>,
     pub fixed_version: Option<String>,
+    /// The scanner's word.
     pub severity: Severity,
+    /// The level enrichment settled on; the queue's order.
+    pub priority: Severity,
     pub status: IssueStatus,
     pub first_seen: String,
     pub last_seen: String,
     pub images: Vec<IssueImage>,
+    /// Why the priority is what it is, step by step.
+    pub factors: Vec<Factor>,
+    /// `None` for an image no `[[application]]` rule claims.
+    pub application: Option<String>,
+    pub team: Option<String>,
+    /// The soonest SLA due date of the open findings.
+    pub sla_due: Option<String>,
+    /// Open and past `sla_due`.
+    pub sla_breached: bool,
+    /// `"<framework> <control>"` names.
+    pub controls: Vec<String>,
 }
 
 impl IssueRow {
     /// The cursor that continues after this row.
     pub fn cursor(&self) -> IssueCursor {
         IssueCursor {
-            severity: self.severity,
+            severity: self.priority,
             id: self.id,
         }
     }
@@ -181,6 +224,9 @@ pub struct FindingDetail {
 /// An active suppression.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuppressionInfo {
+    pub kind: SuppressionKind,
+    /// Ends by itself once a fix is available.
+    pub until_fix: bool,
     pub reason: String,
     pub actor: String,
     pub created_at: String,
@@ -208,6 +254,8 @@ pub struct IssueDetail {
     pub vulnerability: Option<VulnerabilityInfo>,
     pub findings: Vec<FindingDetail>,
     pub suppression: Option<SuppressionInfo>,
+    /// A priority set by hand, which wins over every rule.
+    pub priority_override: Option<crate::OverrideInfo>,
     pub history: Vec<EventRow>,
 }
 
@@ -216,6 +264,9 @@ WITH agg AS (
     SELECT i.id, i.source_tool, i.registry, i.repository, i.vulnerability_id, i.package,
            min(f.first_seen) AS first_seen, max(f.last_seen) AS last_seen,
            coalesce(max(CASE WHEN f.status = 'open' THEN f.severity END), max(f.severity)) AS severity,
+           coalesce(max(CASE WHEN f.status = 'open' THEN coalesce(f.priority, f.severity) END),
+                    max(coalesce(f.priority, f.severity))) AS priority,
+           min(CASE WHEN f.status = 'open' THEN f.sla_due END) AS sla_due,
            CASE WHEN sum(f.status = 'open') > 0 THEN 'open'
                 WHEN sum(f.status = 'suppressed') > 0 THEN 'suppressed'
                 ELSE 'resolved' END AS status
@@ -227,16 +278,37 @@ WITH agg AS (
       AND (?5 IS NULL OR i.vulnerability_id = ?5)
       AND (?6 IS NULL OR i.id = ?6)
     GROUP BY i.id
+),
+rep AS (
+    SELECT a.*, r.application, r.team, r.factors, r.controls
+    FROM agg a JOIN findings r ON r.id = (
+        SELECT f2.id FROM findings f2
+        WHERE f2.issue_id = a.id AND (?1 IS NULL OR f2.connection_id = ?1)
+        ORDER BY f2.status = 'open' DESC, coalesce(f2.priority, f2.severity) DESC, f2.id
+        LIMIT 1)
 )
 SELECT a.id, a.source_tool, a.registry, a.repository, a.vulnerability_id, a.package, a.first_seen, a.last_seen,
        a.severity, a.status,
        (SELECT v.title FROM vulnerabilities v
-        WHERE v.source_tool = a.source_tool AND v.vulnerability_id = a.vulnerability_id)
-FROM agg a
+        WHERE v.source_tool = a.source_tool AND v.vulnerability_id = a.vulnerability_id),
+       a.priority, a.application, a.team, a.factors, a.controls, a.sla_due,
+       a.status = 'open' AND a.sla_due IS NOT NULL AND a.sla_due < ?18
+FROM rep a
 WHERE (?7 IS NULL OR a.severity IN (SELECT value FROM json_each(?7)))
   AND (?8 IS NULL OR a.status IN (SELECT value FROM json_each(?8)))
-  AND (?9 IS NULL OR a.severity < ?9 OR (a.severity = ?9 AND a.id > ?10))
-ORDER BY a.severity DESC, a.id ASC
+  AND (?9 IS NULL OR a.priority < ?9 OR (a.priority = ?9 AND a.id > ?10))
+  AND (?12 IS NULL OR a.priority IN (SELECT value FROM json_each(?12)))
+  AND (?13 IS NULL OR a.application = ?13)
+  AND (?14 IS NULL OR a.team = ?14)
+  AND (?15 = 0 OR a.application IS NULL)
+  AND (?16 IS NULL
+       OR (?16 = 'breached' AND a.status = 'open' AND a.sla_due < ?18)
+       OR (?16 = 'within' AND a.status = 'open' AND a.sla_due >= ?18)
+       OR (?16 = 'none' AND (a.status != 'open' OR a.sla_due IS NULL)))
+  AND (?17 IS NULL OR EXISTS (
+        SELECT 1 FROM json_each(a.controls) c
+        WHERE lower(c.value) = lower(?17) OR lower(substr(c.value, -length(?17) - 1)) = ' ' || lower(?17)))
+ORDER BY a.priority DESC, a.id ASC
 LIMIT ?11";
 
 impl Store {
@@ -273,7 +345,22 @@ impl Store {
         let limit = filter
             .limit
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let rows: Vec<(IssueRow, i64)> = self
+        let priorities = (!filter.priorities.is_empty()).then(|| {
+            to_json(
+                &filter
+                    .priorities
+                    .iter()
+                    .map(|s| severity_rank(*s))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let sla = filter.sla.map(|s| match s {
+            SlaState::Breached => "breached",
+            SlaState::Within => "within",
+            SlaState::None => "none",
+        });
+        let at = now(&self.conn)?;
+        let rows: Vec<(IssueRow, (String, String))> = self
             .conn
             .prepare_cached(ISSUES_SQL)?
             .query_map(
@@ -288,11 +375,20 @@ impl Store {
                     statuses,
                     filter.after.map(|c| severity_rank(c.severity)),
                     filter.after.map(|c| c.id.0),
-                    limit
+                    limit,
+                    priorities,
+                    filter.application,
+                    filter.team,
+                    filter.unmapped,
+                    sla,
+                    filter.control,
+                    at
                 ],
                 |row| {
                     let package: String = row.get(5)?;
                     let status: String = row.get(9)?;
+                    let factors: String = row.get(14)?;
+                    let controls: String = row.get(15)?;
                     Ok((
                         IssueRow {
                             id: IssueId(row.get(0)?),
@@ -305,18 +401,27 @@ impl Store {
                             package_version: None,
                             fixed_version: None,
                             severity: severity_from_rank(row.get(8)?),
+                            priority: severity_from_rank(row.get(11)?),
                             status: status.parse().unwrap_or(IssueStatus::Open),
                             first_seen: row.get(6)?,
                             last_seen: row.get(7)?,
                             images: Vec::new(),
+                            factors: Vec::new(),
+                            application: row.get(12)?,
+                            team: row.get(13)?,
+                            sla_due: row.get(16)?,
+                            sla_breached: row.get(17)?,
+                            controls: Vec::new(),
                         },
-                        0,
+                        (factors, controls),
                     ))
                 },
             )?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::with_capacity(rows.len());
-        for (mut row, _) in rows {
+        for (mut row, (factors, controls)) in rows {
+            row.factors = from_json("findings.factors", &factors)?;
+            row.controls = from_json("findings.controls", &controls)?;
             self.fill_images(&mut row, connection_id)?;
             out.push(row);
         }
@@ -401,10 +506,13 @@ impl Store {
         let suppression = self
             .conn
             .prepare_cached(
-                "SELECT reason, actor, created_at, expires_at FROM suppressions WHERE issue_id = ?1 AND lifted_at IS NULL",
+                "SELECT reason, actor, created_at, expires_at, kind, until_fix FROM suppressions WHERE issue_id = ?1 AND lifted_at IS NULL",
             )?
             .query_row([id.0], |r| {
+                let kind: String = r.get(4)?;
                 Ok(SuppressionInfo {
+                    kind: kind.parse().unwrap_or(SuppressionKind::RiskAccepted),
+                    until_fix: r.get(5)?,
                     reason: r.get(0)?,
                     actor: r.get(1)?,
                     created_at: r.get(2)?,
@@ -412,6 +520,7 @@ impl Store {
                 })
             })
             .optional()?;
+        let priority_override = self.priority_override(id)?;
         let history = self
             .conn
             .prepare_cached(
@@ -437,6 +546,7 @@ impl Store {
             vulnerability,
             findings,
             suppression,
+            priority_override,
             history,
         }))
     }
@@ -505,6 +615,30 @@ impl Store {
         expires_at: Option<&str>,
         actor: &str,
     ) -> Result<()> {
+        self.suppress_issue(
+            id,
+            SuppressionKind::RiskAccepted,
+            reason,
+            expires_at,
+            false,
+            actor,
+        )
+    }
+
+    /// [`Store::suppress`] with a kind, and `until_fix`: the suppression ends by itself when an
+    /// enrichment pass finds a fix available for one of its findings.
+    pub fn suppress_issue(
+        &mut self,
+        id: IssueId,
+        kind: SuppressionKind,
+        reason: &str,
+        expires_at: Option<&str>,
+        until_fix: bool,
+        actor: &str,
+    ) -> Result<()> {
+        if reason.trim().is_empty() {
+            return Err(Error::EmptyJustification);
+        }
         let tx = self.write()?;
         let at = now(&tx)?;
         ensure_issue(&tx, id)?;
@@ -520,8 +654,9 @@ impl Store {
             return Err(Error::AlreadySuppressed(id));
         }
         tx.execute(
-            "INSERT INTO suppressions (issue_id, reason, actor, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id.0, reason, actor, at, expires_at],
+            "INSERT INTO suppressions (issue_id, reason, actor, created_at, expires_at, kind, until_fix)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id.0, reason, actor, at, expires_at, kind.as_str(), until_fix],
         )?;
         tx.execute(
             "INSERT INTO events (at, kind, issue_id, actor, field, new_value) VALUES (?1, 'suppressed', ?2, ?3, 'reason', ?4)",
@@ -556,7 +691,7 @@ impl Store {
     }
 }
 
-fn ensure_issue(conn: &Connection, id: IssueId) -> Result<()> {
+pub(crate) fn ensure_issue(conn: &Connection, id: IssueId) -> Result<()> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM issues WHERE id = ?1)",
         [id.0],
@@ -592,7 +727,7 @@ fn set_status(
 }
 
 /// Lifts the active suppression of `issue`, if any; returns whether there was one.
-fn lift(conn: &Connection, issue: i64, actor: &str, at: &str) -> Result<bool> {
+pub(crate) fn lift(conn: &Connection, issue: i64, actor: &str, at: &str) -> Result<bool> {
     let lifted = conn.execute(
         "UPDATE suppressions SET lifted_at = ?2, lifted_by = ?3 WHERE issue_id = ?1 AND lifted_at IS NULL",
         params![issue, at, actor],
@@ -658,6 +793,7 @@ mod tests {
             package_version: Some("3.0.1".into()),
             fixed_version: None,
             severity: Severity::High,
+            priority: Severity::Critical,
             status: IssueStatus::Open,
             first_seen: "2026-01-01T00:00:00.000Z".into(),
             last_seen: "2026-01-02T00:00:00.000Z".into(),
@@ -666,6 +802,19 @@ mod tests {
                 tags: vec!["v1".into()],
                 status: IssueStatus::Open,
             }],
+            factors: vec![Factor {
+                id: "known-exploited".into(),
+                direction: keelson_enrich::Direction::Raise,
+                from: Severity::High,
+                to: Severity::Critical,
+                reason: "r".into(),
+                evidence: vec!["e".into()],
+            }],
+            application: Some("shop".into()),
+            team: Some("web".into()),
+            sla_due: Some("2026-01-08T00:00:00.000Z".into()),
+            sla_breached: true,
+            controls: vec!["NIST SP 800-53 RA-5".into()],
         };
         let json = serde_json::to_value(&row).unwrap();
         for key in [
@@ -682,11 +831,20 @@ mod tests {
             "first_seen",
             "last_seen",
             "images",
+            "priority",
+            "factors",
+            "application",
+            "team",
+            "sla_due",
+            "controls",
         ] {
             assert!(json.get(key).is_some(), "missing `{key}` in {json}");
         }
         assert_eq!(json["id"], 7);
         assert_eq!(json["severity"], "high");
+        assert_eq!(json["priority"], "critical");
+        assert_eq!(json["factors"][0]["direction"], "raise");
+        assert_eq!(json["factors"][0]["from"], "high");
         assert_eq!(json["images"][0]["status"], "open");
         assert_eq!(json["images"][0]["tags"][0], "v1");
     }

@@ -147,7 +147,7 @@ pub(crate) fn parse_graph_page(
     dataset: DataSet,
 ) -> Result<GraphPage, ConnectorError> {
     let body: Value = response.json()?;
-    let Value::Object(top) = &body else {
+    let Value::Object(mut top) = body else {
         return Err(malformed(response, "the answer is not an object"));
     };
     // Only the envelope is read case-insensitively; rows stay as sent (they are the raw data).
@@ -167,11 +167,18 @@ pub(crate) fn parse_graph_page(
         }
         .into());
     }
-    let rows = match field("data") {
+    // Moved out, not copied: a page is megabytes.
+    let data = top
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("data"))
+        .cloned()
+        .and_then(|k| top.remove(&k))
+        .filter(|v| !v.is_null());
+    let rows = match data {
         None => Vec::new(),
-        Some(Value::Array(rows)) => rows.clone(),
+        Some(Value::Array(rows)) => rows,
         Some(Value::Object(table)) => {
-            table_rows(table).ok_or_else(|| malformed(response, "`data` is a malformed table"))?
+            table_rows(&table).ok_or_else(|| malformed(response, "`data` is a malformed table"))?
         }
         Some(_) => return Err(malformed(response, "`data` is neither a list nor a table")),
     };
@@ -462,9 +469,10 @@ fn individual(n: &Value, raw: &Value) -> RowFindings {
     let findings = if cves.is_empty() {
         vec![finding_for(&Value::Null, raw.to_string())]
     } else {
+        let mut raws = OneCveRaws::new(raw);
         cves.iter()
             .enumerate()
-            .map(|(i, cve)| finding_for(cve, raw_with_one_cve(raw, i)))
+            .map(|(i, cve)| finding_for(cve, raws.raw(i)))
             .collect()
     };
     RowFindings {
@@ -771,40 +779,65 @@ pub(crate) fn normalize_digest(digest: &str) -> String {
     }
 }
 
-/// The raw row with `CvesDetails` cut down to the CVE at `index`, so each finding carries its
-/// own CVE and not the whole list.
-fn raw_with_one_cve(raw: &Value, index: usize) -> String {
-    fn key_ci<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Value> {
-        map.iter_mut()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
+/// The raw row once per CVE with `CvesDetails` cut down to that CVE, so each finding carries its
+/// own CVE and not the whole list. The row is copied and its list parsed once per row, not once
+/// per CVE: a page holds thousands of CVEs.
+struct OneCveRaws {
+    row: Value,
+    /// The `CvesDetails` value as sent (a JSON string or a list), restored when `index` is
+    /// out of range.
+    original: Option<Value>,
+    list: Vec<Value>,
+}
+
+impl OneCveRaws {
+    fn cves(row: &mut Value) -> Option<&mut Value> {
+        fn key_ci<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Value> {
+            map.iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        }
+        row.as_object_mut()
+            .and_then(|r| key_ci(r, "properties"))
+            .and_then(Value::as_object_mut)
+            .and_then(|p| key_ci(p, "additionalData"))
+            .and_then(Value::as_object_mut)
+            .and_then(|a| key_ci(a, "CvesDetails"))
     }
-    let mut row = raw.clone();
-    let cves = row
-        .as_object_mut()
-        .and_then(|r| key_ci(r, "properties"))
-        .and_then(Value::as_object_mut)
-        .and_then(|p| key_ci(p, "additionalData"))
-        .and_then(Value::as_object_mut)
-        .and_then(|a| key_ci(a, "CvesDetails"));
-    if let Some(cves) = cves {
-        match cves {
-            Value::String(s) => {
-                if let Ok(Value::Array(list)) = serde_json::from_str::<Value>(s)
-                    && let Some(one) = list.get(index)
-                {
-                    *s = Value::Array(vec![one.clone()]).to_string();
-                }
-            }
-            Value::Array(list) => {
-                if let Some(one) = list.get(index).cloned() {
-                    *list = vec![one];
-                }
-            }
-            _ => {}
+
+    fn new(raw: &Value) -> Self {
+        let mut row = raw.clone();
+        let original = Self::cves(&mut row).map(|v| v.clone());
+        let list = match &original {
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Array(list)) => list,
+                _ => Vec::new(),
+            },
+            Some(Value::Array(list)) => list.clone(),
+            _ => Vec::new(),
+        };
+        Self {
+            row,
+            original,
+            list,
         }
     }
-    row.to_string()
+
+    fn raw(&mut self, index: usize) -> String {
+        let one = self.list.get(index).cloned();
+        let original = self.original.as_ref();
+        if let Some(field) = Self::cves(&mut self.row) {
+            *field = match (one, original) {
+                (Some(one), Some(Value::String(_))) => {
+                    Value::String(Value::Array(vec![one]).to_string())
+                }
+                (Some(one), _) => Value::Array(vec![one]),
+                (None, Some(original)) => original.clone(),
+                (None, None) => field.clone(),
+            };
+        }
+        self.row.to_string()
+    }
 }
 
 #[cfg(test)]

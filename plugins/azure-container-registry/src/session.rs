@@ -26,6 +26,10 @@ use crate::config::{Config, FindingsSource, is_guid};
 use crate::defender::{self, DataSet, ImageFacts, ImageLocation};
 use crate::error::Error;
 
+/// Repository scopes asked for in one ACR token request: few requests, and a token that stays
+/// a few kilobytes (it travels in every request's `Authorization` header).
+const SCOPES_PER_TOKEN: usize = 50;
+
 /// Seconds since the Unix epoch.
 fn system_now() -> u64 {
     SystemTime::now()
@@ -204,17 +208,28 @@ impl AcrSession {
         {
             return Ok((token.value().to_owned(), false));
         }
+        let token = self.request_access_token(registry, &[scope])?;
+        let value = token.value().to_owned();
+        self.access_tokens.borrow_mut().insert(key, token);
+        Ok((value, true))
+    }
+
+    /// `POST /oauth2/token` for one or more scopes (ACR grants several in one token).
+    fn request_access_token(
+        &self,
+        registry: &str,
+        scopes: &[&str],
+    ) -> Result<Token, ConnectorError> {
+        let now = (self.clock)();
         let url = format!("https://{registry}/oauth2/token");
         let send = |refresh: &str| {
-            self.client
-                .post(&url)
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("service", registry),
-                    ("scope", scope),
-                    ("refresh_token", refresh),
-                ])
-                .send()
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("service", registry),
+                ("refresh_token", refresh),
+            ];
+            form.extend(scopes.iter().map(|s| ("scope", *s)));
+            self.client.post(&url).form(&form).send()
         };
         let (refresh, fresh) = self.refresh_token(registry)?;
         let mut response = send(&refresh)?;
@@ -226,16 +241,52 @@ impl AcrSession {
         if matches!(response.status, 401 | 403) {
             return Err(Error::RegistryDenied {
                 registry: registry.to_owned(),
-                step: format!("token for `{scope}`"),
+                step: format!("token for `{}`", scopes.join(" ")),
                 status: response.status,
             }
             .into());
         }
         let response = response.error_for_status()?;
-        let token = auth::parse_registry_token(&response, "access_token", now)?;
-        let value = token.value().to_owned();
-        self.access_tokens.borrow_mut().insert(key, token);
-        Ok((value, true))
+        auth::parse_registry_token(&response, "access_token", now)
+    }
+
+    /// Fetches the metadata tokens of a page of repositories [`SCOPES_PER_TOKEN`] at a time, so
+    /// listing their images costs no token request each: on a Basic registry one token per
+    /// repository would spend half the ReadOps budget on tokens. Best effort: on any failure the
+    /// repositories fall back to a token each, and a token that turns out to lack a scope is
+    /// replaced on the registry's challenge like an expired one.
+    fn prefetch_metadata_tokens(&self, registry: &str, repositories: &[String]) {
+        let now = (self.clock)();
+        let missing: Vec<String> = {
+            let cache = self.access_tokens.borrow();
+            repositories
+                .iter()
+                .map(|r| acr::metadata_scope(r))
+                .filter(|scope| {
+                    !cache
+                        .get(&(registry.to_owned(), scope.clone()))
+                        .is_some_and(|t| t.is_fresh(now))
+                })
+                .collect()
+        };
+        for chunk in missing.chunks(SCOPES_PER_TOKEN) {
+            if chunk.len() < 2 {
+                return;
+            }
+            let scopes: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            match self.request_access_token(registry, &scopes) {
+                Ok(token) => {
+                    let mut cache = self.access_tokens.borrow_mut();
+                    for scope in chunk {
+                        cache.insert((registry.to_owned(), scope.clone()), token.clone());
+                    }
+                }
+                Err(err) => {
+                    debug!("one token per repository on `{registry}`: {err}");
+                    return;
+                }
+            }
+        }
     }
 
     /// Records that `registry` refused the app; its later calls fail the same way at no cost.
@@ -654,6 +705,8 @@ impl AcrSession {
         };
         let response = self.registry_get(&registry, &path, CATALOG_SCOPE)?;
         let items = acr::parse_catalog(&response, &registry)?;
+        let names: Vec<String> = items.iter().map(|r| r.name.clone()).collect();
+        self.prefetch_metadata_tokens(&registry, &names);
         let next = match acr::next_link(&response, &registry)? {
             Some(link) => {
                 trail.visit(&link, &what)?;

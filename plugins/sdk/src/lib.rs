@@ -9,7 +9,10 @@
 //! - [`Session`]: one authenticated connection; the host calls its methods for *Verify
 //!   connectivity* and for every stage of a scan.
 //! - [`http`]: a small client over the host's `host-http` import, with JSON and form helpers.
-//! - [`pager`]: opaque cursors, so paging state travels with the host, not in memory.
+//! - [`pager`]: opaque cursors, so paging state travels with the host, not in memory, and
+//!   [`pager::offset_page`] for listings read whole.
+//! - Short constructors for the records a connector builds most: [`Registry::new`],
+//!   [`Repository::new`], [`ImageRef::new`], [`Image::new`].
 //! - [`SettingSpec`], [`ConnectorError`] and the other records of the contract
 //!   (`keelson:registry@0.1.0`), re-exported as they are generated from the WIT.
 //!
@@ -31,6 +34,7 @@
 pub mod http;
 pub mod log;
 pub mod pager;
+mod records;
 mod settings;
 
 pub use settings::Settings;

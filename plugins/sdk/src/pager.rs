@@ -54,6 +54,30 @@ impl PageRequest {
     }
 }
 
+/// Serves `items` (a listing the connector reads whole) in pages of `max-items` (at most `cap`),
+/// with the offset in the cursor. A cursor that is not one of these, or is past the end, is an
+/// error naming it.
+pub fn offset_page<T: Clone>(
+    items: &[T],
+    page: &PageRequest,
+    cap: u32,
+) -> Result<(Vec<T>, Option<String>), ConnectorError> {
+    #[derive(Serialize, serde::Deserialize)]
+    struct Offset {
+        offset: usize,
+    }
+    let offset = page.state::<Offset>()?.map_or(0, |c| c.offset);
+    if offset > items.len() {
+        return Err(ConnectorError::Other(format!(
+            "cursor points past the end of the listing ({offset} of {}); start it again",
+            items.len()
+        )));
+    }
+    let end = items.len().min(offset + page.limit(cap) as usize);
+    let next = (end < items.len()).then(|| Cursor::encode(&Offset { offset: end }));
+    Ok((items[offset..end].to_vec(), next))
+}
+
 /// The links (URLs, continuation tokens) a listing has followed, kept in its cursor to detect a
 /// service that pages in a loop (a link repeating, or a cycle A → B → A).
 ///
@@ -191,6 +215,48 @@ mod tests {
             max_items: 10,
         };
         assert_eq!(next.state::<State>().unwrap(), Some(state));
+    }
+
+    #[test]
+    fn offset_page_walks_a_list_and_refuses_a_cursor_past_its_end() {
+        let items: Vec<u32> = (0..5).collect();
+        let mut page = PageRequest {
+            cursor: None,
+            max_items: 2,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let (chunk, next) = offset_page(&items, &page, 100).unwrap();
+            assert!(chunk.len() <= 2);
+            seen.extend(chunk);
+            match next {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+        let past = Cursor::encode(&serde_json::json!({ "offset": 9 }));
+        let err = offset_page(
+            &items,
+            &PageRequest {
+                cursor: Some(past),
+                max_items: 2,
+            },
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), "other");
+        assert!(
+            offset_page(
+                &items,
+                &PageRequest {
+                    cursor: Some("x".into()),
+                    max_items: 2
+                },
+                100
+            )
+            .is_err()
+        );
     }
 
     #[test]

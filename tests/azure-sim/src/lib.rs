@@ -392,6 +392,12 @@ impl SimHandle {
         self.sim.stats.snapshot()
     }
 
+    /// Requests per registry data plane (by registry name) since the last reset, whatever their
+    /// outcome: each registry has its own ReadOps budget, so throttling floors are per registry.
+    pub fn registry_requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.sim.stats.registries()
+    }
+
     /// Zeroes the request counters.
     pub fn reset_stats(&self) {
         self.sim.stats.reset();

@@ -102,35 +102,52 @@ async fn main() -> anyhow::Result<()> {
             sim.credentials().client_secret
         )?;
     }
+    let signals = ShutdownSignals::install()?;
     writeln!(out, "# azure-sim ready port={}", sim.port())?;
     out.flush()?;
     drop(out);
     drop(err);
 
-    wait_for_signal().await;
+    signals.wait().await;
     sim.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT listeners. Created before the ready line is printed: a signal that arrives
+/// before its listener exists would kill the process instead of stopping it gracefully.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -285,6 +285,10 @@ fn dispatch(sim: &Sim, r: &Req) -> Option<Resp> {
         Service::Registry(_) => acr::endpoint(r),
         Service::UnknownRegistry | Service::Unknown => "unknown",
     };
+    if let Service::Registry(reg) = service {
+        sim.stats
+            .record_registry(&sim.tenant.registries[reg].spec.name);
+    }
     let spec = sim.faults();
     let fault = if endpoint == "unknown" {
         None

@@ -15,6 +15,7 @@ pub(crate) struct Stats {
 struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     faults: BTreeMap<String, u64>,
+    registries: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -24,6 +25,24 @@ impl Stats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *g.requests.entry((endpoint.to_owned(), status)).or_default() += 1;
+    }
+
+    /// Counts one request to a registry's data plane host (each registry has its own ReadOps budget).
+    pub(crate) fn record_registry(&self, registry: &str) {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g.registries.entry(registry.to_owned()).or_default() += 1;
+    }
+
+    /// Requests per registry data plane host since the last reset.
+    pub(crate) fn registries(&self) -> BTreeMap<String, u64> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .registries
+            .clone()
     }
 
     pub(crate) fn record_fault(&self, kind: &str) {

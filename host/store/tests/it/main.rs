@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod crash;
+mod enrich;
 mod lifecycle;
 mod model;
 mod queue;

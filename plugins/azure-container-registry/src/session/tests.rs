@@ -913,3 +913,97 @@ fn methods_and_custom_endpoints_are_used() {
         )
     );
 }
+
+/// A registry with three repositories on one catalog page; the token endpoint grants every
+/// `scope` it is asked for in one token, and each listing checks its scope is in the bearer.
+fn many_repositories(req: &Request) -> RawResponse {
+    let url = req.url.as_str();
+    let Some(rest) = url.strip_prefix("https://alpha.azurecr.io") else {
+        return standard(req);
+    };
+    if rest == "/oauth2/exchange" {
+        return standard(req);
+    }
+    if rest == "/oauth2/token" {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        let scopes: Vec<String> = body
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("scope="))
+            .map(percent_decode)
+            .collect();
+        return response(
+            200,
+            &json!({"access_token": format!("access|{}", scopes.join(" "))}),
+        );
+    }
+    let scope = if rest.starts_with("/acr/v1/_catalog") {
+        "registry:catalog:*".to_owned()
+    } else {
+        let repo = rest
+            .trim_start_matches("/acr/v1/")
+            .split("/_manifests")
+            .next()
+            .unwrap();
+        format!("repository:{}:metadata_read", percent_decode(repo))
+    };
+    let granted = bearer(req).is_some_and(|b| b.split(['|', ' ']).any(|s| s == scope));
+    if !granted {
+        return with_header(
+            response(401, &json!({"errors": [{"code": "UNAUTHORIZED"}]})),
+            "WWW-Authenticate",
+            &format!(
+                "Bearer realm=\"https://alpha.azurecr.io/oauth2/token\",service=\"alpha.azurecr.io\",scope=\"{scope}\""
+            ),
+        );
+    }
+    if rest.starts_with("/acr/v1/_catalog") {
+        return response(200, &json!({"repositories": ["a/one", "a/two", "b/three"]}));
+    }
+    response(200, &json!({"manifests": []}))
+}
+
+#[test]
+fn repositories_of_a_catalog_page_share_one_token_request() {
+    let (session, log) = session_with(&[], many_repositories);
+    let repos = session
+        .list_repositories("alpha.azurecr.io", page(None, 1000))
+        .unwrap();
+    assert_eq!(repos.items.len(), 3);
+    for repo in ["a/one", "a/two", "b/three"] {
+        let images = session
+            .list_images("alpha.azurecr.io", repo, page(None, 1000))
+            .unwrap();
+        assert!(images.items.is_empty());
+    }
+    // One token for the catalog, one for the three repositories; no 401 on the way.
+    assert_eq!(count(&log, url_has("/oauth2/token")), 2);
+    assert_eq!(count(&log, url_has("/_manifests")), 3);
+    let batch = log
+        .borrow()
+        .iter()
+        .filter(|r| r.url.ends_with("/oauth2/token"))
+        .map(|r| String::from_utf8_lossy(&r.body).matches("scope=").count())
+        .collect::<Vec<_>>();
+    assert_eq!(batch, [1, 3]);
+}
+
+#[test]
+fn a_registry_that_refuses_the_batch_falls_back_to_a_token_per_repository() {
+    let (session, log) = session_with(&[], |req: &Request| {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        if req.url.ends_with("/oauth2/token") && body.matches("scope=").count() > 1 {
+            return response(400, &json!({"errors": [{"code": "UNSUPPORTED"}]}));
+        }
+        many_repositories(req)
+    });
+    session
+        .list_repositories("alpha.azurecr.io", page(None, 1000))
+        .unwrap();
+    for repo in ["a/one", "a/two"] {
+        session
+            .list_images("alpha.azurecr.io", repo, page(None, 1000))
+            .unwrap();
+    }
+    // Catalog token, the refused batch, then one token per repository listed.
+    assert_eq!(count(&log, url_has("/oauth2/token")), 4);
+}

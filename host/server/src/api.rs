@@ -1,0 +1,735 @@
+//! The JSON API under `/api/v1`: plugins, connections, locations, scans, runs, the queue,
+//! suppressions, exports, the compliance summary, health and sessions.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keelson_core::Severity;
+use keelson_store::{IssueCursor, IssueFilter, IssueId, IssueStatus, SelectionRule, Store};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::{self, Caller, Role};
+use crate::{ApiError, AppState, ConnectRequest, export, scans};
+
+/// A JSON body whose rejection is an [`ApiError`].
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::invalid(format!(
+                "the request body is not what this endpoint takes: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let version = state.with_store(|s| Ok(s.schema_version()?))?;
+    Ok(Json(json!({ "status": "ok", "schema_version": version })))
+}
+
+pub(crate) async fn me(Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(json!({ "name": p.name, "role": p.role })))
+}
+
+// ---- sessions
+
+#[derive(Deserialize)]
+pub(crate) struct SignIn {
+    pub(crate) token: String,
+}
+
+/// Starts a browser session for `token`; the cookie and the CSRF token, or why not.
+pub(crate) fn sign_in(
+    state: &AppState,
+    token: &str,
+) -> Result<(String, String, auth::Principal), ApiError> {
+    let hash = crate::token_hash(token.trim());
+    let principal = auth::principal_of(state, &hash)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "that token is unknown or revoked",
+        )
+    })?;
+    let (id, csrf) = state.sessions().create(hash);
+    state.with_store(|s| Ok(s.audit("signed-in", None, &principal.actor(), None)?))?;
+    Ok((id, csrf, principal))
+}
+
+pub(crate) async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignIn>,
+) -> Result<Response, ApiError> {
+    let (id, csrf, principal) = sign_in(&state, &body.token)?;
+    let mut response =
+        Json(json!({ "name": principal.name, "role": principal.role, "csrf": csrf }))
+            .into_response();
+    set_cookie(&mut response, &auth::session_cookie(&id));
+    Ok(response)
+}
+
+pub(crate) async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = auth::cookie(&headers, auth::SESSION_COOKIE) {
+        state.sessions().remove(id);
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set_cookie(&mut response, &auth::clear_cookie());
+    response
+}
+
+pub(crate) fn set_cookie(response: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+// ---- plugins
+
+pub(crate) async fn plugins(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let plugins = state.backend().plugins().await?;
+    Ok(Json(json!({ "items": plugins })))
+}
+
+pub(crate) async fn plugin(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let plugins = state.backend().plugins().await?;
+    let plugin = plugins
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no enabled plugin `{id}`")))?;
+    Ok(Json(serde_json::to_value(plugin).unwrap_or(Value::Null)))
+}
+
+// ---- connections
+
+fn connection_json(store: &Store, c: &keelson_store::StoredConnection) -> Result<Value, ApiError> {
+    let last_run = store.runs(Some(&c.name), 1)?.into_iter().next();
+    Ok(json!({
+        "name": c.name,
+        "plugin": c.plugin,
+        "settings": c.settings,
+        "secret_keys": c.secret_keys,
+        "selection": c.selection,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "last_run": last_run,
+    }))
+}
+
+pub(crate) async fn connections(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let items = state.with_store(|s| {
+        s.connections()?
+            .into_iter()
+            .map(|c| connection_json(s, &c))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(Json(json!({ "items": items })))
+}
+
+pub(crate) async fn connection(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    state
+        .with_store(|s| {
+            let c = s
+                .connection(&name)?
+                .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
+            connection_json(s, &c)
+        })
+        .map(Json)
+}
+
+pub(crate) async fn create_connection(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(request): ApiJson<ConnectRequest>,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(Role::Admin)?.actor();
+    let name = request.name.clone();
+    let account = state
+        .backend()
+        .connect(request, actor)
+        .await
+        .map_err(|e| with_setting_field(ApiError::from(e)))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "account": account })),
+    )
+        .into_response())
+}
+
+/// Points a connect error at the form field it names (`setting `KEY`` or the name), so the page
+/// can show it beside that field.
+fn with_setting_field(err: ApiError) -> ApiError {
+    if err.code != "invalid" {
+        return err;
+    }
+    let field = err
+        .message
+        .split_once("setting `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key.to_owned())
+        .or_else(|| err.message.contains("`--name`").then(|| "name".to_owned()));
+    match field {
+        Some(f) => err.on_field(f),
+        None => err,
+    }
+}
+
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Operator)?.actor();
+    let result = state.backend().verify(name.clone()).await;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    state.with_store(|s| {
+        Ok(s.audit("connection-verified", Some(&name), &actor, Some(outcome))?)
+    })?;
+    let account = result?;
+    Ok(Json(json!({ "name": name, "account": account })))
+}
+
+pub(crate) async fn locations(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let report = state.backend().locations(name).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SelectionBody {
+    rules: Vec<SelectionRule>,
+}
+
+pub(crate) async fn set_locations(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SelectionBody>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Admin)?.actor();
+    for (i, rule) in body.rules.iter().enumerate() {
+        keelson_scan::check_glob(&rule.pattern).map_err(|e| {
+            ApiError::invalid(e.to_string()).on_field(format!("rules[{i}].pattern"))
+        })?;
+    }
+    state.with_store(|s| Ok(s.set_selection(&name, &body.rules, &actor)?))?;
+    Ok(Json(json!({ "name": name, "rules": body.rules })))
+}
+
+pub(crate) async fn start_scan(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(Role::Operator)?.actor();
+    let snapshot = scans::start(&state, &name, &actor)?;
+    Ok((StatusCode::ACCEPTED, Json(snapshot)).into_response())
+}
+
+pub(crate) async fn scan_status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<scans::ScanState>, ApiError> {
+    caller.require(Role::Viewer)?;
+    state
+        .scans()
+        .get(&name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no scan of `{name}` was started here")))
+}
+
+pub(crate) async fn runs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let runs = state.with_store(|s| {
+        s.connection(&name)?
+            .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
+        Ok(s.runs(Some(&name), 100)?)
+    })?;
+    Ok(Json(json!({ "items": runs })))
+}
+
+// ---- the queue
+
+/// The queue's filters, as query parameters. Lists are comma-separated.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct IssueQuery {
+    pub connection: Option<String>,
+    pub source_tool: Option<String>,
+    pub severity: Option<String>,
+    /// `open` (default), `resolved`, `suppressed`, a list of them, or `all`.
+    pub status: Option<String>,
+    pub registry: Option<String>,
+    pub repository: Option<String>,
+    pub vulnerability: Option<String>,
+    /// Filters on enrichment, when the queue rows carry it.
+    pub priority: Option<String>,
+    pub application: Option<String>,
+    pub team: Option<String>,
+    /// `breached` or `within`.
+    pub sla: Option<String>,
+    /// The `next` of the previous page.
+    pub after: Option<String>,
+    pub limit: Option<String>,
+}
+
+fn blank(v: Option<&String>) -> Option<&str> {
+    v.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+impl IssueQuery {
+    /// The store filter for these parameters (without page bounds).
+    pub fn filter(&self) -> Result<IssueFilter, ApiError> {
+        let severities = match blank(self.severity.as_ref()) {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|s| {
+                    s.parse::<Severity>()
+                        .map_err(|e| ApiError::invalid(e.to_string()).on_field("severity"))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let statuses = match blank(self.status.as_ref()) {
+            None => vec![IssueStatus::Open],
+            Some("all") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|s| {
+                    s.trim().parse::<IssueStatus>().map_err(|_| {
+                        ApiError::invalid(format!(
+                            "`{s}` is not a status; use `open`, `resolved`, `suppressed` or `all`"
+                        ))
+                        .on_field("status")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let owned = |v: Option<&String>| blank(v).map(str::to_owned);
+        Ok(IssueFilter {
+            connection: owned(self.connection.as_ref()),
+            source_tool: owned(self.source_tool.as_ref()),
+            severities,
+            statuses,
+            registry: owned(self.registry.as_ref()),
+            repository: owned(self.repository.as_ref()),
+            vulnerability: owned(self.vulnerability.as_ref()),
+            ..IssueFilter::default()
+        })
+    }
+
+    fn enrichment_matches(&self, row: &Value) -> bool {
+        let field = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("");
+        let eq = |want: Option<&String>, key: &str| {
+            blank(want).is_none_or(|w| {
+                w.split(',')
+                    .any(|w| w.trim().eq_ignore_ascii_case(field(key)))
+            })
+        };
+        let sla_ok = match blank(self.sla.as_ref()) {
+            None => true,
+            Some(want) => sla_state(row).is_some_and(|s| s == want),
+        };
+        eq(self.priority.as_ref(), "priority")
+            && eq(self.application.as_ref(), "application")
+            && eq(self.team.as_ref(), "team")
+            && sla_ok
+    }
+
+    fn has_enrichment_filter(&self) -> bool {
+        [&self.priority, &self.application, &self.team, &self.sla]
+            .iter()
+            .any(|v| blank(v.as_ref()).is_some())
+    }
+}
+
+/// `breached` or `within` for a row with an SLA due date, from the clock.
+pub(crate) fn sla_state(row: &Value) -> Option<&'static str> {
+    let due = row.get("sla_due").and_then(Value::as_str)?;
+    if row.get("sla_breached").and_then(Value::as_bool) == Some(true) {
+        return Some("breached");
+    }
+    Some(if due < now_rfc3339().as_str() {
+        "breached"
+    } else {
+        "within"
+    })
+}
+
+/// The current UTC time as RFC 3339 with milliseconds, like the store's timestamps.
+pub(crate) fn now_rfc3339() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// One page of the queue: rows as JSON (with whatever enrichment the store adds) and the cursor
+/// of the next page.
+pub struct IssuePage {
+    pub items: Vec<Value>,
+    pub next: Option<String>,
+}
+
+pub(crate) const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+/// Reads one page of the queue. Keyset paging on (severity, id): issues ingested meanwhile never
+/// shift a page, so paging neither repeats nor skips an issue that existed when it began.
+pub fn issue_page(store: &Store, query: &IssueQuery, all: bool) -> Result<IssuePage, ApiError> {
+    let limit = match blank(query.limit.as_ref()) {
+        None if all => usize::MAX,
+        None => DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(format!("`limit` must be 1 to {MAX_PAGE}, got `{text}`"))
+                    .on_field("limit")
+            })?,
+    };
+    let mut filter = query.filter()?;
+    filter.after = match blank(query.after.as_ref()) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<IssueCursor>()
+                .map_err(|e| ApiError::invalid(e.to_string()).on_field("after"))?,
+        ),
+    };
+    let extra = query.has_enrichment_filter();
+    let batch = if all {
+        None
+    } else {
+        Some(limit.max(DEFAULT_PAGE))
+    };
+    let mut items = Vec::new();
+    loop {
+        filter.limit = batch;
+        let rows = store.issues(&filter)?;
+        let exhausted = batch.is_none_or(|b| rows.len() < b);
+        for row in rows {
+            let cursor = row.cursor();
+            let value = serde_json::to_value(&row).unwrap_or(Value::Null);
+            filter.after = Some(cursor);
+            if extra && !query.enrichment_matches(&value) {
+                continue;
+            }
+            items.push(value);
+            if items.len() == limit {
+                return Ok(IssuePage {
+                    items,
+                    next: Some(cursor.to_string()),
+                });
+            }
+        }
+        if exhausted {
+            return Ok(IssuePage { items, next: None });
+        }
+    }
+}
+
+pub(crate) async fn issues(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<IssueQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let page = state.with_store(|s| issue_page(s, &query, false))?;
+    Ok(Json(json!({ "items": page.items, "next": page.next })))
+}
+
+pub(crate) fn parse_issue_id(text: &str) -> Result<IssueId, ApiError> {
+    text.parse::<i64>()
+        .map(IssueId)
+        .map_err(|_| ApiError::invalid(format!("`{text}` is not an issue id")).on_field("id"))
+}
+
+pub(crate) fn issue_json(store: &Store, id: IssueId) -> Result<Value, ApiError> {
+    let detail = store
+        .issue(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no issue {id}")))?;
+    Ok(serde_json::to_value(detail).unwrap_or(Value::Null))
+}
+
+pub(crate) async fn issue(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = parse_issue_id(&id)?;
+    state.with_store(|s| issue_json(s, id)).map(Json)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SuppressBody {
+    reason: String,
+    expires_at: Option<String>,
+}
+
+pub(crate) async fn suppress(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SuppressBody>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Operator)?.actor();
+    let id = parse_issue_id(&id)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::invalid("a suppression needs a reason").on_field("reason"));
+    }
+    let expires = body
+        .expires_at
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    state
+        .with_store(|s| {
+            s.suppress(id, reason, expires, &actor)?;
+            issue_json(s, id)
+        })
+        .map(Json)
+}
+
+pub(crate) async fn unsuppress(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Operator)?.actor();
+    let id = parse_issue_id(&id)?;
+    state
+        .with_store(|s| {
+            s.lift_suppression(id, &actor)?;
+            issue_json(s, id)
+        })
+        .map(Json)
+}
+
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(format): Path<String>,
+    Query(query): Query<IssueQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let rows = state.with_store(|s| Ok(issue_page(s, &query, true)?.items))?;
+    let (body, mime, ext) = match format.as_str() {
+        "json" => (
+            serde_json::to_string_pretty(&rows).unwrap_or_default(),
+            "application/json",
+            "json",
+        ),
+        "csv" => (export::csv(&rows), "text/csv; charset=utf-8", "csv"),
+        "sarif" => (
+            serde_json::to_string_pretty(&export::sarif(&rows)).unwrap_or_default(),
+            "application/sarif+json",
+            "sarif",
+        ),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no export format `{other}`; use `json`, `csv` or `sarif`"
+            ))
+            .on_field("format"));
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"keelson-issues.{ext}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Counts of the open queue: by severity, by priority and SLA state when the rows carry them,
+/// and by compliance control.
+pub fn compliance_summary(rows: &[Value]) -> Value {
+    let mut by_severity: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_priority: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_control: BTreeMap<String, u64> = BTreeMap::new();
+    let mut breached = 0u64;
+    for row in rows {
+        let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_owned);
+        if let Some(s) = text("severity") {
+            *by_severity.entry(s).or_default() += 1;
+        }
+        if let Some(p) = text("priority") {
+            *by_priority.entry(p).or_default() += 1;
+        }
+        if sla_state(row) == Some("breached") {
+            breached += 1;
+        }
+        for control in row
+            .get("controls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = control.as_str().map_or_else(
+                || {
+                    control
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned()
+                },
+                str::to_owned,
+            );
+            *by_control.entry(name).or_default() += 1;
+        }
+    }
+    json!({
+        "open_issues": rows.len(),
+        "by_severity": by_severity,
+        "by_priority": by_priority,
+        "sla_breached": breached,
+        "by_control": by_control,
+    })
+}
+
+pub(crate) async fn compliance(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let rows = state.with_store(|s| Ok(issue_page(s, &IssueQuery::default(), true)?.items))?;
+    Ok(Json(compliance_summary(&rows)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_point_at_their_field() {
+        let e = with_setting_field(ApiError::invalid(
+            "setting `tenant_id` (Tenant ID) is required",
+        ));
+        assert_eq!(e.field.as_deref(), Some("tenant_id"));
+        let e = with_setting_field(ApiError::invalid("invalid `--name`: bad"));
+        assert_eq!(e.field.as_deref(), Some("name"));
+        let e = with_setting_field(ApiError::invalid("something else"));
+        assert_eq!(e.field, None);
+    }
+
+    #[test]
+    fn now_is_rfc3339_utc() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), "2026-03-01T00:00:00.000Z".len(), "{now}");
+        assert!(now.as_str() > "2025-01-01T00:00:00.000Z");
+        assert!(now.ends_with('Z'));
+    }
+
+    #[test]
+    fn sla_state_compares_the_due_date() {
+        assert_eq!(
+            sla_state(&json!({"sla_due": "2000-01-01T00:00:00.000Z"})),
+            Some("breached")
+        );
+        assert_eq!(
+            sla_state(&json!({"sla_due": "2999-01-01T00:00:00.000Z"})),
+            Some("within")
+        );
+        assert_eq!(sla_state(&json!({})), None);
+    }
+
+    #[test]
+    fn filters_parse_and_refuse_garbage() {
+        let q = IssueQuery {
+            severity: Some("critical,High".into()),
+            status: Some("all".into()),
+            ..IssueQuery::default()
+        };
+        let f = q.filter().unwrap();
+        assert_eq!(f.severities, vec![Severity::Critical, Severity::High]);
+        assert!(f.statuses.is_empty());
+        let bad = IssueQuery {
+            severity: Some("urgent".into()),
+            ..IssueQuery::default()
+        };
+        assert_eq!(bad.filter().unwrap_err().field.as_deref(), Some("severity"));
+        assert_eq!(
+            IssueQuery::default().filter().unwrap().statuses,
+            vec![IssueStatus::Open]
+        );
+    }
+
+    #[test]
+    fn enrichment_filters_apply_only_when_given() {
+        let row = json!({"priority": "high", "team": "payments"});
+        let q = IssueQuery {
+            priority: Some("high,critical".into()),
+            team: Some("payments".into()),
+            ..IssueQuery::default()
+        };
+        assert!(q.enrichment_matches(&row));
+        let q = IssueQuery {
+            application: Some("shop".into()),
+            ..IssueQuery::default()
+        };
+        assert!(!q.enrichment_matches(&row));
+    }
+}

@@ -1,0 +1,336 @@
+//! Who may do what: the `Host` check, API tokens and sessions, roles, Origin and CSRF checks.
+//!
+//! Every request passes [`guard`] first. It refuses a `Host` that is not one of the bound
+//! addresses, so a page on another site that rebinds its DNS name to 127.0.0.1 reaches nothing.
+//! It then finds the caller: a bearer token, or a session cookie made by signing in with a token.
+//! A request that changes something must carry an allowed `Origin` (browsers always send it on
+//! such requests; API clients with a bearer token may leave it out), and when it rides on the
+//! session cookie, the session's CSRF token in `X-CSRF-Token` as well.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use serde::Serialize;
+
+use crate::{ApiError, AppState, token_hash};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "keelson_session";
+/// The header carrying a session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What a token may do; each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read everything.
+    Viewer,
+    /// Also scan, verify and suppress.
+    Operator,
+    /// Also add connections and change what they scan.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "viewer" => Some(Self::Viewer),
+            "operator" => Some(Self::Operator),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated caller: the token's name and role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    /// How the caller appears in the event log.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.name)
+    }
+}
+
+/// The caller of one request, as [`guard`] found it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Option<Principal>,
+    /// The CSRF token of the caller's session, for pages to embed.
+    pub csrf: Option<String>,
+}
+
+impl Caller {
+    /// The principal if it has at least `role`.
+    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
+        let principal = self
+            .principal
+            .as_ref()
+            .ok_or_else(ApiError::unauthenticated)?;
+        if principal.role < role {
+            return Err(ApiError::forbidden(role.as_str(), principal.role.as_str()));
+        }
+        Ok(principal)
+    }
+
+    pub fn can(&self, role: Role) -> bool {
+        self.principal.as_ref().is_some_and(|p| p.role >= role)
+    }
+}
+
+struct Session {
+    token_sha256: String,
+    csrf: String,
+    last_used: Instant,
+}
+
+/// Signed-in browser sessions, by the SHA-256 of their cookie value. Kept in memory: a restart
+/// signs everyone out.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// Starts a session for the token hashing to `token_sha256`; returns the cookie value and
+    /// the CSRF token.
+    pub(crate) fn create(&self, token_sha256: String) -> (String, String) {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let csrf = hex::encode(rand::random::<[u8; 32]>());
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(
+            token_hash(&id),
+            Session {
+                token_sha256,
+                csrf: csrf.clone(),
+                last_used: Instant::now(),
+            },
+        );
+        (id, csrf)
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(&token_hash(id));
+    }
+
+    /// The token hash and CSRF token of live session `id`, touching it.
+    fn find(&self, id: &str, idle: std::time::Duration) -> Option<(String, String)> {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = token_hash(id);
+        let session = map.get_mut(&key)?;
+        if session.last_used.elapsed() > idle {
+            map.remove(&key);
+            return None;
+        }
+        session.last_used = Instant::now();
+        Some((session.token_sha256.clone(), session.csrf.clone()))
+    }
+}
+
+/// The `Set-Cookie` value that starts a session.
+pub(crate) fn session_cookie(id: &str) -> String {
+    format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/")
+}
+
+/// The `Set-Cookie` value that ends one.
+pub(crate) fn clear_cookie() -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The principal a token hash stands for, if the token exists and is not revoked.
+pub(crate) fn principal_of(
+    state: &AppState,
+    token_sha256: &str,
+) -> Result<Option<Principal>, ApiError> {
+    let token = state.with_store(|s| Ok(s.token_by_hash(token_sha256)?))?;
+    Ok(token.and_then(|t| Role::parse(&t.role).map(|role| Principal { name: t.name, role })))
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: &str) -> Response {
+    ApiError::new(status, code, message).into_response()
+}
+
+/// The middleware every request passes: Host, caller, Origin and CSRF.
+pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !state.config().allowed_hosts.iter().any(|h| h == host) {
+        tracing::warn!(host, "refused a request for a foreign host");
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "foreign_host",
+            "this server answers only to the address it is bound to",
+        );
+    }
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let origin_ok = origin.map(|o| {
+        state
+            .config()
+            .allowed_hosts
+            .iter()
+            .any(|h| o == format!("http://{h}"))
+    });
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site");
+    if changes && (origin_ok == Some(false) || cross_site) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "changes are accepted only from this server's own pages",
+        );
+    }
+
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let mut caller = Caller {
+        principal: None,
+        csrf: None,
+    };
+    if let Some(token) = bearer {
+        match principal_of(&state, &token_hash(token)) {
+            Ok(Some(p)) => caller.principal = Some(p),
+            Ok(None) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the bearer token is unknown or revoked",
+                );
+            }
+            Err(err) => return err.into_response(),
+        }
+    } else if let Some(id) = cookie(headers, SESSION_COOKIE)
+        && let Some((token_sha256, csrf)) = state.sessions().find(id, state.config().session_idle)
+    {
+        match principal_of(&state, &token_sha256) {
+            Ok(Some(p)) => {
+                if changes {
+                    // A browser session: the Origin must be present and the CSRF token match.
+                    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+                    if origin_ok != Some(true) {
+                        return refuse(
+                            StatusCode::FORBIDDEN,
+                            "cross_origin",
+                            "changes from a browser must carry this server's Origin",
+                        );
+                    }
+                    if !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), csrf.as_bytes())) {
+                        return refuse(
+                            StatusCode::FORBIDDEN,
+                            "csrf",
+                            "the CSRF token is missing or wrong; reload the page",
+                        );
+                    }
+                }
+                caller.principal = Some(p);
+                caller.csrf = Some(csrf);
+            }
+            Ok(None) => state.sessions().remove(id),
+            Err(err) => return err.into_response(),
+        }
+    } else if changes && origin_ok != Some(true) && req.uri().path() == "/signin" {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "signing in is accepted only from this server's own page",
+        );
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_required() {
+        let viewer = Caller {
+            principal: Some(Principal {
+                name: "v".into(),
+                role: Role::Viewer,
+            }),
+            csrf: None,
+        };
+        assert!(viewer.require(Role::Viewer).is_ok());
+        let err = viewer.require(Role::Operator).unwrap_err();
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert!(err.message.contains("`operator`"), "{}", err.message);
+        let nobody = Caller {
+            principal: None,
+            csrf: None,
+        };
+        assert_eq!(
+            nobody.require(Role::Viewer).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[test]
+    fn cookies_are_parsed_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; keelson_session=abc; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,950 @@
+//! The server over real loopback HTTP with a seeded store and a plugin stand-in whose every
+//! string is hostile: roles (a viewer changes nothing), the `Host` check (T39), Origin and CSRF,
+//! escaping, the OpenAPI file against the routes, exports (SARIF against the 2.1.0 schema, CSV
+//! formula escaping) and paging under concurrent ingest.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as IoWrite};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use keelson_core::{
+    Account, ConnectorInfo, Exploitability, Finding, FixStatus, ImageRef, KeyValue, Package,
+    Reference, ScanScope, SettingSpec, Severity,
+};
+use keelson_scan::{Progress, ScanSummary};
+use keelson_server::{
+    API_ROUTES, AppState, Backend, BackendError, BoxFuture, ConnectRequest, LocationReport,
+    RegistryLocation, RepositoryLocation, ServerConfig,
+};
+use keelson_store::{ConnectionSpec, Keyring, MasterKey, RunOutcome, RunTrigger, Store};
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+
+const TOOL: &str = "Azure Container Registry";
+const XSS: &str = "<script>alert('x')</script>";
+const IMG: &str = "<img src=x onerror=alert(1)>";
+
+/// A plugin stand-in that says hostile things everywhere a plugin may say something.
+struct Hostile;
+
+fn info() -> ConnectorInfo {
+    ConnectorInfo {
+        id: "hostile".into(),
+        display_name: format!("Hostile {XSS}"),
+        version: "1.0.0\"><u>".into(),
+        source_tool: format!("Tool {IMG}"),
+        settings: vec![
+            SettingSpec {
+                key: "tenant\"><script>".into(),
+                label: format!("Tenant {XSS}"),
+                help: format!("help {IMG}"),
+                secret: false,
+                required: true,
+                default_value: Some("\"><script>alert(2)</script>".into()),
+                choices: vec![],
+                only_when: None,
+            },
+            SettingSpec {
+                key: "mode".into(),
+                label: "Mode".into(),
+                help: String::new(),
+                secret: false,
+                required: false,
+                default_value: None,
+                choices: vec![format!("a{XSS}"), "b".into()],
+                only_when: Some(KeyValue {
+                    key: "x\"".into(),
+                    value: "<y>".into(),
+                }),
+            },
+            SettingSpec {
+                key: "client_secret".into(),
+                label: "Secret".into(),
+                help: String::new(),
+                secret: true,
+                required: true,
+                default_value: None,
+                choices: vec![],
+                only_when: None,
+            },
+        ],
+        instructions: format!(
+            "# Setup {XSS}\n\n{IMG}\n\n- [click](javascript:alert(1))\n- `{XSS}`\n"
+        ),
+        suggested_hosts: vec![],
+    }
+}
+
+impl Backend for Hostile {
+    fn plugins(&self) -> BoxFuture<'_, Result<Vec<ConnectorInfo>, BackendError>> {
+        Box::pin(async { Ok(vec![info()]) })
+    }
+    fn connect(
+        &self,
+        request: ConnectRequest,
+        _actor: String,
+    ) -> BoxFuture<'_, Result<Account, BackendError>> {
+        Box::pin(async move {
+            let secret = request
+                .secrets
+                .get("client_secret")
+                .map(|s| s.expose_secret().to_owned());
+            if secret.as_deref() == Some("good") {
+                Ok(Account {
+                    id: "acct".into(),
+                    display_name: XSS.into(),
+                    details: vec![],
+                })
+            } else {
+                Err(BackendError::Failed(format!("denied {XSS}")))
+            }
+        })
+    }
+    fn verify(&self, _name: String) -> BoxFuture<'_, Result<Account, BackendError>> {
+        Box::pin(async { Err(BackendError::Failed(format!("cannot reach {IMG}"))) })
+    }
+    fn locations(&self, _name: String) -> BoxFuture<'_, Result<LocationReport, BackendError>> {
+        Box::pin(async {
+            Ok(LocationReport {
+                rules: vec![],
+                registries: vec![RegistryLocation {
+                    name: format!("reg{XSS}"),
+                    state: "partly".into(),
+                    repositories: vec![RepositoryLocation {
+                        name: format!("repo\"{IMG}"),
+                        selected: true,
+                    }],
+                    error: Some(format!("oops {XSS}")),
+                }],
+            })
+        })
+    }
+    fn scan(
+        &self,
+        _name: String,
+        _progress: Box<dyn Progress>,
+        _cancel: Arc<AtomicBool>,
+    ) -> BoxFuture<'_, Result<ScanSummary, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Failed(
+                "scans are not part of this test".into(),
+            ))
+        })
+    }
+}
+
+fn finding(repository: &str, digest: &str, vuln: &str, severity: Severity) -> Finding {
+    Finding {
+        image: ImageRef {
+            registry: "contoso.azurecr.io".into(),
+            repository: repository.into(),
+            digest: digest.into(),
+        },
+        vulnerability_id: vuln.into(),
+        source_id: None,
+        title: format!("{vuln} {XSS}"),
+        description: format!("desc {IMG}"),
+        severity,
+        cvss_score: Some(9.8),
+        cvss_vector: Some("CVSS:3.1/AV:N/AC:L".into()),
+        package: Some(Package {
+            name: "=cmd|' /C calc'!A0".into(),
+            version: Some("1.0<u>".into()),
+            fixed_version: Some("1.1".into()),
+            fix_status: FixStatus::FixAvailable,
+            kind: None,
+            ecosystem: None,
+        }),
+        remediation: Some(format!("upgrade {XSS}")),
+        evidence: vec![IMG.into()],
+        references: vec![
+            Reference {
+                title: format!("ref {XSS}"),
+                url: "javascript:alert(1)".into(),
+            },
+            Reference {
+                title: "nvd".into(),
+                url: "https://nvd.example/\"onmouseover=\"x".into(),
+            },
+        ],
+        published_at: None,
+        modified_at: None,
+        exploitability: Exploitability::default(),
+        weaknesses: vec![],
+        raw: "{}".into(),
+    }
+}
+
+fn keys() -> Keyring {
+    Keyring::new(MasterKey::from_bytes("k", &[7u8; 32]).unwrap())
+}
+
+fn ingest(store: &mut Store, findings: &[Finding]) {
+    let run = store
+        .begin_run("prod", RunTrigger::Manual, &ScanScope::default())
+        .unwrap();
+    store.ingest_findings(run, TOOL, findings).unwrap();
+    store
+        .finish_run(
+            run,
+            &RunOutcome::Partial {
+                reason: "test".into(),
+            },
+            &[],
+        )
+        .unwrap();
+}
+
+struct Server {
+    addr: SocketAddr,
+    db: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    admin: String,
+    operator: String,
+    viewer: String,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keelson.db");
+    let mut store = Store::open(&db).unwrap();
+    let mut spec = ConnectionSpec::new("prod", "hostile");
+    spec.settings.insert("tenant".into(), XSS.into());
+    store.save_connection(&spec, &keys(), "test").unwrap();
+    let findings: Vec<Finding> = (0..12)
+        .map(|i| {
+            let sev = [
+                Severity::Critical,
+                Severity::High,
+                Severity::Medium,
+                Severity::Low,
+            ][i % 4];
+            finding(
+                ["web", "api", "jobs"][i % 3],
+                &format!("sha256:{i:064x}"),
+                &format!("CVE-2024-{:04}", 1000 + i),
+                sev,
+            )
+        })
+        .collect();
+    ingest(&mut store, &findings);
+    let mut tokens = Vec::new();
+    for role in ["admin", "operator", "viewer"] {
+        let token = keelson_server::new_token();
+        store
+            .create_token(role, role, &keelson_server::token_hash(&token), "test")
+            .unwrap();
+        tokens.push(token);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_store = Store::open(&db).unwrap();
+    let state = AppState::new(ServerConfig::new(addr), server_store, Arc::new(Hostile));
+    tokio::spawn(keelson_server::serve(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    Server {
+        addr,
+        db,
+        _dir: dir,
+        admin: tokens[0].clone(),
+        operator: tokens[1].clone(),
+        viewer: tokens[2].clone(),
+    }
+}
+
+/// A response: status, headers (lowercase names) and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+/// One HTTP/1.1 request with exactly the headers given (plus Host unless given, and
+/// Content-Length), read to the end. Runs on a blocking thread.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        let _ = write!(request, "Host: {addr}\r\n");
+    }
+    for (k, v) in headers {
+        let _ = write!(request, "{k}: {v}\r\n");
+    }
+    let _ = write!(request, "Content-Length: {}\r\n\r\n{body}", body.len());
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        IoWrite::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, rest) = text.split_once("\r\n\r\n").expect("a complete response");
+        let mut lines = head.lines();
+        let status: u16 = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn dechunk(mut text: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = text.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        text = &rest[n + 2..];
+    }
+    out
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Signs in through the API; returns the cookie pair and the CSRF token.
+async fn session(s: &Server, token: &str) -> (String, String) {
+    let origin = format!("http://{}", s.addr);
+    let reply = send(
+        s.addr,
+        "POST",
+        "/api/v1/session",
+        &[("Origin", &origin), ("Content-Type", "application/json")],
+        &json!({ "token": token }).to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let cookie = reply.header("set-cookie").unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    (pair, reply.json()["csrf"].as_str().unwrap().to_owned())
+}
+
+fn first_issue_id(s: &Server) -> i64 {
+    let store = Store::open(&s.db).unwrap();
+    store
+        .issues(&keelson_store::IssueFilter::default())
+        .unwrap()[0]
+        .id
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_is_refused() {
+    let s = start().await;
+    let ok = send(s.addr, "GET", "/api/v1/health", &[], "").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let port = s.addr.port();
+    let localhost = format!("localhost:{port}");
+    let ok = send(s.addr, "GET", "/api/v1/health", &[("Host", &localhost)], "").await;
+    assert_eq!(ok.status, 200);
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("127.0.0.1.nip.io:{port}"),
+        String::new(),
+    ] {
+        let auth = bearer(&s.admin);
+        let reply = send(
+            s.addr,
+            "GET",
+            "/api/v1/issues",
+            &[("Host", &host), ("Authorization", &auth)],
+            "",
+        )
+        .await;
+        assert_eq!(reply.status, 421, "host `{host}`: {}", reply.body);
+        assert_eq!(reply.code(), "foreign_host");
+        assert!(
+            !reply.body.contains("CVE-"),
+            "no data leaks to a foreign host"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_can_read_but_change_nothing() {
+    let s = start().await;
+    let auth = bearer(&s.viewer);
+    let read = send(
+        s.addr,
+        "GET",
+        "/api/v1/issues",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json()["items"].as_array().unwrap().len(), 12);
+    let id = first_issue_id(&s).to_string();
+    let store = Store::open(&s.db).unwrap();
+    let events_before = store.events_by_actor("token:viewer", 100).unwrap().len();
+    // Every state-changing API route but the session's, by bearer token.
+    for (method, path) in API_ROUTES
+        .iter()
+        .filter(|(m, p)| *m != "GET" && !p.ends_with("/session"))
+    {
+        let path = path.replace("{name}", "prod").replace("{id}", &id);
+        let body = match path.as_str() {
+            "/api/v1/connections" => {
+                json!({"plugin": "hostile", "name": "x", "secrets": {"client_secret": "good"}})
+            }
+            p if p.ends_with("/locations") => {
+                json!({"rules": [{"action": "deselect", "pattern": "*"}]})
+            }
+            p if p.ends_with("/suppression") => json!({"reason": "no"}),
+            _ => json!({}),
+        };
+        let reply = send(
+            s.addr,
+            method,
+            &path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.code(), "forbidden", "{method} {path}");
+    }
+    // The same through a signed-in browser session with a valid CSRF token and Origin.
+    let (cookie, csrf) = session(&s, &s.viewer).await;
+    let origin = format!("http://{}", s.addr);
+    let reply = send(
+        s.addr,
+        "POST",
+        &format!("/api/v1/issues/{id}/suppression"),
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Origin", &origin),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"reason":"no"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    // The page says so and offers no working form.
+    let page = send(
+        s.addr,
+        "GET",
+        "/connectors/hostile",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("cannot configure connectors"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<fieldset disabled>"));
+    let panel = send(
+        s.addr,
+        "GET",
+        &format!("/issues/{id}/panel"),
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert!(panel.body.contains("cannot suppress issues"));
+    assert!(!panel.body.contains("suppress-form"));
+    // Nothing changed: no connection, no suppression, no selection, only the sign-in event.
+    let store = Store::open(&s.db).unwrap();
+    assert_eq!(store.connections().unwrap().len(), 1);
+    assert!(
+        store
+            .connection("prod")
+            .unwrap()
+            .unwrap()
+            .selection
+            .is_empty()
+    );
+    let all = store
+        .issues(&keelson_store::IssueFilter::default())
+        .unwrap();
+    assert!(
+        all.iter()
+            .all(|i| i.status != keelson_store::IssueStatus::Suppressed)
+    );
+    let kinds: Vec<String> = store
+        .events_by_actor("token:viewer", 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(kinds.len(), events_before + 1, "{kinds:?}");
+    assert_eq!(kinds[0], "signed-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_and_csrf_less_changes_are_refused() {
+    let s = start().await;
+    let id = first_issue_id(&s);
+    let path = format!("/api/v1/issues/{id}/suppression");
+    let (cookie, csrf) = session(&s, &s.operator).await;
+    let good_origin = format!("http://{}", s.addr);
+    let body = r#"{"reason":"accepted risk"}"#;
+    let json_type = ("Content-Type", "application/json");
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("Origin", "http://evil.example")], "cross_origin"),
+        (&[("Origin", "null")], "cross_origin"),
+        (&[], "cross_origin"),
+        (&[("Origin", &good_origin)], "csrf"),
+    ];
+    for (extra, code) in cases {
+        let mut headers = vec![("Cookie", cookie.as_str()), json_type];
+        headers.extend_from_slice(extra);
+        if code == "cross_origin" {
+            headers.push(("X-CSRF-Token", &csrf));
+        }
+        let reply = send(s.addr, "POST", &path, &headers, body).await;
+        assert_eq!(reply.status, 403, "{extra:?}: {}", reply.body);
+        assert_eq!(reply.code(), code, "{extra:?}");
+    }
+    // A wrong CSRF token, and a cross-site fetch even with a bearer token.
+    let wrong = send(
+        s.addr,
+        "POST",
+        &path,
+        &[
+            ("Cookie", &cookie),
+            json_type,
+            ("Origin", &good_origin),
+            ("X-CSRF-Token", "00"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(wrong.code(), "csrf");
+    let auth = bearer(&s.operator);
+    let cross = send(
+        s.addr,
+        "POST",
+        &path,
+        &[
+            ("Authorization", &auth),
+            json_type,
+            ("Origin", "http://evil.example"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(cross.code(), "cross_origin");
+    // Signing in from another site is refused too.
+    let signin = send(
+        s.addr,
+        "POST",
+        "/signin",
+        &[
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("token={}", s.operator),
+    )
+    .await;
+    assert_eq!(signin.status, 403);
+    assert!(signin.header("set-cookie").is_none());
+    // Nothing was suppressed so far; the proper request works and is audited with its actor.
+    let store = Store::open(&s.db).unwrap();
+    assert!(
+        store
+            .issue(keelson_store::IssueId(id))
+            .unwrap()
+            .unwrap()
+            .suppression
+            .is_none()
+    );
+    let ok = send(
+        s.addr,
+        "POST",
+        &path,
+        &[
+            ("Cookie", &cookie),
+            json_type,
+            ("Origin", &good_origin),
+            ("X-CSRF-Token", &csrf),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["suppression"]["actor"], "token:operator");
+    let kinds: Vec<String> = store
+        .events_by_actor("token:operator", 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    assert!(kinds.contains(&"suppressed".to_owned()), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_plugin_string_is_escaped() {
+    let s = start().await;
+    let (cookie, _) = session(&s, &s.admin).await;
+    let id = first_issue_id(&s);
+    for path in [
+        "/connectors".to_owned(),
+        "/connectors/hostile".to_owned(),
+        "/connectors/hostile/instructions".to_owned(),
+        "/connections/prod".to_owned(),
+        "/connections/prod/locations".to_owned(),
+        "/issues".to_owned(),
+        format!("/issues/{id}/panel"),
+    ] {
+        let reply = send(s.addr, "GET", &path, &[("Cookie", &cookie)], "").await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        let body = &reply.body;
+        for raw in [
+            "<script>alert",
+            "<img src=x",
+            "<u>",
+            "href=\"javascript:",
+            "\"onmouseover",
+        ] {
+            assert!(!body.contains(raw), "{path} contains raw `{raw}`");
+        }
+        assert!(
+            body.contains("&lt;script&gt;") || body.contains("&lt;img"),
+            "{path} shows the hostile text escaped"
+        );
+        assert!(
+            body.matches("<script").count() <= 1,
+            "{path}: only the page's own script"
+        );
+    }
+    let page = send(s.addr, "GET", "/issues", &[("Cookie", &cookie)], "").await;
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    // API errors carry plugin text as JSON, never as HTML.
+    let auth = bearer(&s.admin);
+    let verify = send(
+        s.addr,
+        "POST",
+        "/api/v1/connections/prod/verify",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(verify.code(), "plugin_failed");
+    assert!(
+        verify
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_file_matches_the_routes() {
+    let spec: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.to_ascii_uppercase(), path.clone()));
+        }
+    }
+    let routed: BTreeSet<(String, String)> = API_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, routed, "openapi.json and API_ROUTES differ");
+    // And each one is really routed: it answers with anything but the router's own refusals,
+    // and every failure has the one error shape.
+    let s = start().await;
+    let auth = bearer(&s.admin);
+    for (method, path) in API_ROUTES {
+        let concrete = path
+            .replace("{name}", "nope")
+            .replace("{id}", "999999")
+            .replace("{format}", "json");
+        let reply = send(
+            s.addr,
+            method,
+            &concrete,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            "{}",
+        )
+        .await;
+        if reply.status >= 400 {
+            let code = reply.code();
+            assert!(
+                code != "no_route" && code != "method_not_allowed",
+                "{method} {path} is documented but not routed"
+            );
+            assert!(reply.json()["error"]["message"].is_string());
+        }
+    }
+    let none = send(
+        s.addr,
+        "GET",
+        "/api/v1/nothing",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!((none.status, none.code().as_str()), (404, "no_route"));
+    let bad = send(
+        s.addr,
+        "GET",
+        "/api/v1/issues?severity=urgent",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["field"], "severity");
+    let anon = send(s.addr, "GET", "/api/v1/issues", &[], "").await;
+    assert_eq!(
+        (anon.status, anon.code().as_str()),
+        (401, "unauthenticated")
+    );
+}
+
+fn escape_stray_bracket(v: &mut Value) -> usize {
+    const BAD: &str = "^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$";
+    match v {
+        Value::Object(map) => {
+            let mut n = 0;
+            for (k, child) in map.iter_mut() {
+                if k == "pattern" && child == BAD {
+                    *child = json!("^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}\\]?$");
+                    n += 1;
+                } else {
+                    n += escape_stray_bracket(child);
+                }
+            }
+            n
+        }
+        Value::Array(items) => items.iter_mut().map(escape_stray_bracket).sum(),
+        _ => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sarif_export_is_valid_sarif_2_1_0_with_stable_ids() {
+    let s = start().await;
+    let auth = bearer(&s.viewer);
+    let reply = send(
+        s.addr,
+        "GET",
+        "/api/v1/exports/sarif",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply
+            .header("content-disposition")
+            .unwrap()
+            .contains("keelson-issues.sarif")
+    );
+    let log = reply.json();
+    let mut schema: Value =
+        serde_json::from_str(include_str!("data/sarif-schema-2.1.0.json")).unwrap();
+    // The published schema's `language` patterns have a stray `]`: ECMAScript reads it as a
+    // literal, the validator's regex engine refuses it. Escape it; nothing else is touched.
+    assert!(escape_stray_bracket(&mut schema) >= 1);
+    let validator = jsonschema::draft4::new(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&log).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "SARIF schema violations: {errors:#?}");
+    let runs = log["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "one run per repository (web, api, jobs)");
+    let ids: Vec<&str> = runs
+        .iter()
+        .map(|r| r["automationDetails"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "keelson/contoso.azurecr.io/api/",
+            "keelson/contoso.azurecr.io/jobs/",
+            "keelson/contoso.azurecr.io/web/"
+        ]
+    );
+    let results: Vec<&Value> = runs
+        .iter()
+        .flat_map(|r| r["results"].as_array().unwrap())
+        .collect();
+    assert_eq!(results.len(), 12);
+    for r in &results {
+        assert!(
+            r["partialFingerprints"]["keelsonIssue/v1"]
+                .as_str()
+                .unwrap()
+                .len()
+                == 64
+        );
+    }
+    for rule in runs
+        .iter()
+        .flat_map(|r| r["tool"]["driver"]["rules"].as_array().unwrap())
+    {
+        let score: f64 = rule["properties"]["security-severity"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.0..=10.0).contains(&score));
+    }
+    let again = send(
+        s.addr,
+        "GET",
+        "/api/v1/exports/sarif",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(again.json(), log, "the export is deterministic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_json_exports_follow_the_filters() {
+    let s = start().await;
+    let auth = bearer(&s.viewer);
+    let csv = send(
+        s.addr,
+        "GET",
+        "/api/v1/exports/csv?severity=critical",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(csv.status, 200);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 1 + 3, "header and the three critical issues");
+    assert!(lines[1].contains("'=cmd|"), "formula escaped: {}", lines[1]);
+    assert!(!lines.iter().skip(1).any(|l| l.contains(",=")));
+    let json = send(
+        s.addr,
+        "GET",
+        "/api/v1/exports/json?repository=web",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    let rows = json.json();
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["repository"] == "web")
+    );
+    let summary = send(
+        s.addr,
+        "GET",
+        "/api/v1/compliance",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(summary.json()["open_issues"], 12);
+    assert_eq!(summary.json()["by_severity"]["critical"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_is_stable_under_concurrent_ingest() {
+    let s = start().await;
+    let auth = bearer(&s.viewer);
+    let before: BTreeSet<i64> = Store::open(&s.db)
+        .unwrap()
+        .issues(&keelson_store::IssueFilter::default())
+        .unwrap()
+        .iter()
+        .map(|i| i.id.0)
+        .collect();
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    let mut writer = Store::open(&s.db).unwrap();
+    for page in 0.. {
+        let path = format!("/api/v1/issues?limit=5&after={after}");
+        let reply = send(s.addr, "GET", &path, &[("Authorization", &auth)], "").await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = reply.json();
+        seen.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_i64().unwrap()),
+        );
+        // Between pages, a scan adds issues of every severity.
+        let sev = [Severity::Critical, Severity::Low, Severity::High][page % 3];
+        ingest(
+            &mut writer,
+            &[finding(
+                "web",
+                &format!("sha256:{:064x}", 900 + page),
+                &format!("CVE-2025-{page:04}"),
+                sev,
+            )],
+        );
+        match body["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+        assert!(page < 20, "paging must end");
+    }
+    let unique: BTreeSet<i64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "no issue twice: {seen:?}");
+    assert!(
+        before.is_subset(&unique),
+        "every issue present at the start is seen once"
+    );
+}
