@@ -198,26 +198,13 @@ fn write_csv(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Result
             r.sla_breached.to_string(),
             r.controls.join(";"),
         ];
-        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        let line: Vec<String> = cells
+            .iter()
+            .map(|c| keelson_server::export::csv_field(c))
+            .collect();
         writeln!(out, "{}", line.join(","))?;
     }
     Ok(())
-}
-
-/// One CSV cell: formula-escaped (a leading `=`, `+`, `-`, `@`, tab or carriage return gets a
-/// `'` in front, so a spreadsheet shows it as text), then quoted when it holds `,`, `"` or a
-/// line break.
-fn csv_cell(text: &str) -> String {
-    let mut cell = String::with_capacity(text.len() + 3);
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        cell.push('\'');
-    }
-    cell.push_str(text);
-    if cell.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", cell.replace('"', "\"\""))
-    } else {
-        cell
-    }
 }
 
 pub(crate) fn truncate(text: &str, max: usize) -> String {
@@ -493,18 +480,6 @@ fn write_why(out: &mut impl std::io::Write, i: &IssueRow) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_cells_are_formula_escaped_and_quoted() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_cell("+1"), "'+1");
-        assert_eq!(csv_cell("-2"), "'-2");
-        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("\tx"), "'\tx");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
-    }
 
     #[test]
     fn csv_has_a_header_and_one_line_per_issue() {
