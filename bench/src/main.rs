@@ -62,6 +62,9 @@ struct Args {
         default_value = "plugins/target/wasm32-wasip2/release/azure_container_registry.wasm"
     )]
     plugin: PathBuf,
+    /// The connector's linear-memory cap (`memory_mb` in plugins.toml).
+    #[arg(long, default_value_t = 256)]
+    plugin_memory_mb: u32,
     /// A Python with the Azure SDK installed; runs the peer baseline (`bench/sdk_baseline.py`).
     #[arg(long)]
     python: Option<PathBuf>,
@@ -441,7 +444,11 @@ fn write_config(sim: &SimHandle, args: &Args) -> anyhow::Result<PathBuf> {
             out.push_str("database = \"keelson.db\"\ncache_dir = \"cache\"\n");
         }
         if line.starts_with("allowed_hosts = ") {
-            out.push_str("memory_mb = 256\ncall_timeout_s = 300\n");
+            let _ = writeln!(
+                out,
+                "memory_mb = {}\ncall_timeout_s = 300",
+                args.plugin_memory_mb
+            );
         }
     }
     let path = args.work.join("plugins.toml");

@@ -81,7 +81,8 @@ pub(crate) struct AcrSession {
     clock: fn() -> u64,
     arm_token: RefCell<Option<Token>>,
     refresh_tokens: RefCell<HashMap<String, Token>>,
-    access_tokens: RefCell<HashMap<(String, String), Token>>,
+    /// Shared: one token may carry the scopes of 50 repositories and is cached under each.
+    access_tokens: RefCell<HashMap<(String, String), Rc<Token>>>,
     /// Registries that refused the app, so their other calls fail without a request.
     denied: RefCell<HashMap<String, ConnectorError>>,
     registry_pages: RefCell<HashMap<String, RegistryListPage>>,
@@ -210,7 +211,7 @@ impl AcrSession {
         }
         let token = self.request_access_token(registry, &[scope])?;
         let value = token.value().to_owned();
-        self.access_tokens.borrow_mut().insert(key, token);
+        self.access_tokens.borrow_mut().insert(key, Rc::new(token));
         Ok((value, true))
     }
 
@@ -276,9 +277,10 @@ impl AcrSession {
             let scopes: Vec<&str> = chunk.iter().map(String::as_str).collect();
             match self.request_access_token(registry, &scopes) {
                 Ok(token) => {
+                    let token = Rc::new(token);
                     let mut cache = self.access_tokens.borrow_mut();
                     for scope in chunk {
-                        cache.insert((registry.to_owned(), scope.clone()), token.clone());
+                        cache.insert((registry.to_owned(), scope.clone()), Rc::clone(&token));
                     }
                 }
                 Err(err) => {
