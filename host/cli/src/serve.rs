@@ -45,7 +45,7 @@ pub(crate) enum TokenCommand {
         /// `viewer` (read), `operator` (also scan and suppress) or `admin` (also configure).
         #[arg(long)]
         role: String,
-        /// A name for the token, shown as the actor in the event log (default: ROLE-XXXX).
+        /// A name for the token, shown as the actor in the event log (default: the role and four random hex digits, e.g. `viewer-3fa2`).
         #[arg(long)]
         name: Option<String>,
     },
