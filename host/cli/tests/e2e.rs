@@ -5,32 +5,19 @@
 //!
 //! Needs the ACR connector built: `cargo build --release --target wasm32-wasip2` in `plugins/`.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use azure_sim::{FaultSpec, Scenario, SimHandle, SimOptions, Simulator};
+use azure_sim::{FaultSpec, SimHandle};
 use keelson_store::{IssueFilter, RunStatus, Store};
 
 const KEELSON: &str = env!("CARGO_BIN_EXE_keelson");
 const SECRET_VAR: &str = "KEELSON_E2E_CLIENT_SECRET";
-const PLUGIN: &str = "azure-container-registry";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn connector() -> PathBuf {
-    let path =
-        workspace_root().join("plugins/target/wasm32-wasip2/release/azure_container_registry.wasm");
-    assert!(
-        path.is_file(),
-        "`{}` is missing: build the plugins first (`cargo build --release --target wasm32-wasip2` in `plugins/`)",
-        path.display()
-    );
-    std::path::absolute(path).expect("absolute path")
-}
+use support::ACR_PLUGIN as PLUGIN;
 
 /// A simulator, a folder with a plugins.toml for it (no connection declared), and the binary.
 struct Env {
@@ -43,30 +30,7 @@ struct Env {
 impl Env {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut options = SimOptions::new(Scenario::Demo);
-        options.ca_out = Some(dir.path().join("sim-ca.pem"));
-        let sim = Simulator::start(options).await.expect("simulator starts");
-        let port = sim.port();
-        let suffix = sim.host_suffix().to_owned();
-        let cache = workspace_root().join("target/keelson-test-cache");
-        let config = format!(
-            r#"[host]
-database = "state/keelson.db"
-cache_dir = {cache:?}
-extra_ca_certs = ["sim-ca.pem"]
-
-[host.resolve]
-"*.{suffix}" = "127.0.0.1"
-
-[[plugin]]
-id = "{PLUGIN}"
-path = {path:?}
-allowed_hosts = ["https://login.{suffix}:{port}", "https://management.{suffix}:{port}", "https://*.azurecr.{suffix}:{port}"]
-"#,
-            cache = cache.display().to_string(),
-            path = connector().display().to_string(),
-        );
-        std::fs::write(dir.path().join("plugins.toml"), config).expect("write config");
+        let sim = support::demo_simulator(dir.path()).await;
         Self {
             sim,
             dir,

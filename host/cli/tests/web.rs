@@ -8,36 +8,22 @@
 //! `scripts/setup`) and the ACR connector built (`cargo build --release --target wasm32-wasip2`
 //! in `plugins/`).
 
+mod support;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use azure_sim::{Scenario, SimHandle, SimOptions, Simulator};
 use base64::Engine as _;
 use keelson_store::{IssueFilter, IssueStatus, Store};
 use serde_json::{Value, json};
 
 const KEELSON: &str = env!("CARGO_BIN_EXE_keelson");
-const PLUGIN: &str = "azure-container-registry";
+use support::{ACR_PLUGIN as PLUGIN, workspace_root};
 const TOOL: &str = "Azure Container Registry";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn connector() -> PathBuf {
-    let path =
-        workspace_root().join("plugins/target/wasm32-wasip2/release/azure_container_registry.wasm");
-    assert!(
-        path.is_file(),
-        "`{}` is missing: build the plugins first (`cargo build --release --target wasm32-wasip2` in `plugins/`)",
-        path.display()
-    );
-    std::path::absolute(path).expect("absolute path")
-}
 
 fn find_program(names: &[&str]) -> PathBuf {
     #[allow(
@@ -350,34 +336,6 @@ fn serve(dir: &Path) -> Served {
     Served { child, base }
 }
 
-async fn simulator(dir: &Path) -> SimHandle {
-    let mut options = SimOptions::new(Scenario::Demo);
-    options.ca_out = Some(dir.join("sim-ca.pem"));
-    let sim = Simulator::start(options).await.expect("simulator starts");
-    let port = sim.port();
-    let suffix = sim.host_suffix().to_owned();
-    let cache = workspace_root().join("target/keelson-test-cache");
-    let config = format!(
-        r#"[host]
-database = "state/keelson.db"
-cache_dir = {cache:?}
-extra_ca_certs = ["sim-ca.pem"]
-
-[host.resolve]
-"*.{suffix}" = "127.0.0.1"
-
-[[plugin]]
-id = "{PLUGIN}"
-path = {path:?}
-allowed_hosts = ["https://login.{suffix}:{port}", "https://management.{suffix}:{port}", "https://*.azurecr.{suffix}:{port}"]
-"#,
-        cache = cache.display().to_string(),
-        path = connector().display().to_string(),
-    );
-    std::fs::write(dir.join("plugins.toml"), config).unwrap();
-    sim
-}
-
 fn sign_in(b: &Browser, base: &str, token: &str) {
     b.go(&format!("{base}/signin"));
     b.type_into("#token", token);
@@ -391,7 +349,7 @@ fn sign_in(b: &Browser, base: &str, token: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_works_the_queue_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = simulator(dir.path()).await;
+    let sim = support::demo_simulator(dir.path()).await;
     let creds = sim.credentials();
     let admin = keelson(
         dir.path(),

@@ -1,5 +1,6 @@
-//! A small HTTPS server for integration tests: one request per connection, answered by a
-//! closure with a status and a JSON body, under a throwaway CA for one host name.
+//! Shared pieces of the binary's integration tests: the Azure Container Registry connector and a
+//! `plugins.toml` for the demo simulator, and a small HTTPS server (one request per connection,
+//! answered by a closure with a status and a JSON body, under a throwaway CA for one host name).
 
 #![allow(dead_code, reason = "each test file uses part of it")]
 
@@ -128,4 +129,56 @@ impl JsonServer {
         }
         cmd.output().expect("keelson runs")
     }
+}
+
+/// The id of the Azure Container Registry connector in the generated configs.
+pub(crate) const ACR_PLUGIN: &str = "azure-container-registry";
+
+/// The workspace root.
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The built ACR connector component, as an absolute path.
+pub(crate) fn acr_connector() -> std::path::PathBuf {
+    let path =
+        workspace_root().join("plugins/target/wasm32-wasip2/release/azure_container_registry.wasm");
+    assert!(
+        path.is_file(),
+        "`{}` is missing: build the plugins first (`cargo build --release --target wasm32-wasip2` in `plugins/`)",
+        path.display()
+    );
+    std::path::absolute(path).expect("absolute path")
+}
+
+/// Starts the demo simulator with its CA in `dir` and writes `dir/plugins.toml` for it: the ACR
+/// connector granted the simulator's hosts, no connection declared, the shared compile cache.
+pub(crate) async fn demo_simulator(dir: &Path) -> azure_sim::SimHandle {
+    let mut options = azure_sim::SimOptions::new(azure_sim::Scenario::Demo);
+    options.ca_out = Some(dir.join("sim-ca.pem"));
+    let sim = azure_sim::Simulator::start(options)
+        .await
+        .expect("simulator starts");
+    let port = sim.port();
+    let suffix = sim.host_suffix().to_owned();
+    let cache = workspace_root().join("target/keelson-test-cache");
+    let config = format!(
+        r#"[host]
+database = "state/keelson.db"
+cache_dir = {cache:?}
+extra_ca_certs = ["sim-ca.pem"]
+
+[host.resolve]
+"*.{suffix}" = "127.0.0.1"
+
+[[plugin]]
+id = "{ACR_PLUGIN}"
+path = {path:?}
+allowed_hosts = ["https://login.{suffix}:{port}", "https://management.{suffix}:{port}", "https://*.azurecr.{suffix}:{port}"]
+"#,
+        cache = cache.display().to_string(),
+        path = acr_connector().display().to_string(),
+    );
+    std::fs::write(dir.join("plugins.toml"), config).expect("write plugins.toml");
+    sim
 }
