@@ -1,5 +1,6 @@
-//! `keelson connect`, `keelson verify` and `keelson locations`: adding an account, proving it
-//! works, and choosing which of its registries and repositories are scanned.
+//! `keelson connect`, `keelson verify`, `keelson locations` and `keelson disconnect`: adding an
+//! account, proving it works, choosing which of its registries and repositories are scanned, and
+//! deleting it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -230,6 +231,25 @@ pub(crate) async fn verify_cmd(app: &mut App, name: &str) -> anyhow::Result<Exit
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `keelson disconnect NAME`: deletes a connection made with `keelson connect` (or the web
+/// page). The store retires it: runs, findings and history stay, its secrets are wiped, it is
+/// no longer listed, scanned or in the queue, and the name can be used again. A connection
+/// declared in plugins.toml is refused: the next start would bring it back.
+pub(crate) fn disconnect_cmd(app: &mut App, name: &str) -> anyhow::Result<ExitCode> {
+    if app.declared(name).is_some() {
+        bail!(
+            "connection `{name}` is declared in `{}`: remove its `[[connection]]` there first, then run `keelson disconnect {name}`",
+            app.config.source.display()
+        );
+    }
+    app.stored(name)?;
+    app.store.retire_connection(name, ACTOR)?;
+    say(&format!(
+        "✔ connection `{name}` deleted: it is no longer scanned, its issues left the queue and its secrets are wiped; its history stays"
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `keelson locations`.

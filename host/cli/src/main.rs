@@ -57,6 +57,11 @@ enum Command {
     },
     /// List a connection's registries and repositories with their selection; change what is scanned.
     Locations(connections::LocationsArgs),
+    /// Delete a connection: no longer listed, scanned or in the queue; its secrets are wiped, its history stays.
+    Disconnect {
+        /// The connection.
+        name: String,
+    },
     /// Scan a connection (or `--all`) now, with progress and a summary.
     Scan(scan::ScanArgs),
     /// Keep running: scan each connection on its schedule until ctrl-c.
@@ -132,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => connections::connect_cmd(&mut app, args).await,
         Command::Verify { name } => connections::verify_cmd(&mut app, &name).await,
         Command::Locations(args) => connections::locations_cmd(&mut app, args).await,
+        Command::Disconnect { name } => connections::disconnect_cmd(&mut app, &name),
         Command::Scan(args) => scan::scan_cmd(&mut app, args).await,
         Command::Run(args) => scan::run_cmd(&mut app, args).await,
         Command::Issues(args) => issues::issues_cmd(&app, &args),

@@ -148,8 +148,8 @@ pub(crate) async fn scan_with(
     let secrets = app.secrets_of(name)?;
     let plugin = app.load_plugin(&stored.plugin).await;
     let open = async move || -> Result<keelson_runtime::Connection, String> {
-        let plugin = plugin.map_err(|e| format!("{e:#}"))?;
-        crate::app::connect(&plugin, name, &stored.settings, &secrets)
+        let plugin = plugin.as_ref().map_err(|e| format!("{e:#}"))?;
+        crate::app::connect(plugin, name, &stored.settings, &secrets)
             .await
             .map_err(|e| format!("{e:#}"))
     };

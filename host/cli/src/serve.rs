@@ -252,6 +252,13 @@ impl Backend for CliBackend {
         })
     }
 
+    fn declared_in(&self, name: &str) -> Option<String> {
+        self.inner
+            .config
+            .connection(name)
+            .map(|_| self.inner.config.source.display().to_string())
+    }
+
     fn scan(
         &self,
         name: String,

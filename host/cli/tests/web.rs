@@ -1,8 +1,9 @@
 //! The web page in a real headless Chromium, driven over WebDriver (chromedriver), against
 //! `keelson serve` and the Azure simulator: sign in, connect with a bad then a good secret,
 //! verify, change locations, scan with live progress, filter the queue by source tool and
-//! severity, read an issue's factors, suppress it, then sign in as a viewer and find
-//! configuring refused. Screenshots of the main pages go to `target/screenshots/`.
+//! severity, sort it by a column, read an issue's factors, suppress it, sign in as a viewer and
+//! find configuring refused, then delete the connection as the admin (and `keelson disconnect`
+//! refusing a declared one). Screenshots of the main pages go to `target/screenshots/`.
 //!
 //! Needs `chromium` and `chromedriver` (Debian's `chromium` and `chromium-driver`, installed by
 //! `scripts/setup`) and the ACR connector built (`cargo build --release --target wasm32-wasip2`
@@ -478,6 +479,26 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
         assert!(!rows.is_empty(), "the demo tenant has critical issues");
         assert!(rows.iter().all(|s| s == "critical"), "{rows:?}");
 
+        // Sorting is a link to the server's order, keeping the filters.
+        b.click("th[data-sort-key=images] a");
+        b.wait(
+            "new URLSearchParams(location.search).get('sort') === '-images'",
+            "the queue sorted by images",
+        );
+        assert!(
+            b.js("return location.search;", &[])
+                .as_str()
+                .unwrap()
+                .contains("severity=critical")
+        );
+        let images = b.js(
+            "return Array.from(document.querySelectorAll('tr.issue-row')).map(r => Number(r.cells[5].innerText));",
+            &[],
+        );
+        let images: Vec<u64> = serde_json::from_value(images).unwrap();
+        assert_eq!(images.len(), rows.len(), "the same issues");
+        assert!(images.windows(2).all(|w| w[0] >= w[1]), "{images:?}");
+
         // Open the first issue and read its factors; suppress it.
         b.click("tr.issue-row");
         b.wait(
@@ -527,15 +548,45 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
         b.go(&format!("{base}/connections/prod"));
         assert_eq!(
             b.js(
-                "return document.querySelector('[data-action=scan]').disabled;",
+                "return [document.querySelector('[data-action=scan]').disabled, document.querySelector('[data-action=delete-connection]').disabled];",
                 &[]
             ),
-            json!(true)
+            json!([true, true])
         );
-        (unticked.as_str().unwrap().to_owned(), issue_id)
+
+        // The admin deletes the connection, confirming the question first.
+        b.click("[data-action=signout]");
+        b.wait("location.pathname === '/signin'", "signing out");
+        sign_in(&b, &base, &admin);
+        let selection = b.cmd(
+            "POST",
+            "/execute/async",
+            Some(&json!({
+                "script": "const done = arguments[0]; fetch('/api/v1/connections/prod').then(r => r.json()).then(j => done(j.selection));",
+                "args": []
+            })),
+        );
+        b.go(&format!("{base}/connections/prod"));
+        b.click("[data-action=delete-connection]");
+        let question = b.cmd("GET", "/alert/text", None);
+        assert!(
+            question.as_str().unwrap().contains("Delete connection"),
+            "{question}"
+        );
+        b.cmd("POST", "/alert/accept", Some(&json!({})));
+        b.wait("location.pathname === '/connectors'", "the connectors page");
+        assert_eq!(
+            b.js(
+                "return document.querySelector('a[href=\"/connections/prod\"]');",
+                &[]
+            ),
+            Value::Null,
+            "prod is no longer listed"
+        );
+        (unticked.as_str().unwrap().to_owned(), issue_id, selection)
     });
     let result = flow.await;
-    let (unticked, issue_id) = match result {
+    let (unticked, issue_id, selection) = match result {
         Ok(v) => v,
         Err(err) => {
             let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
@@ -544,17 +595,15 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
     };
 
     // What the page did is in the store, with the actor.
-    let store = Store::open(&db).unwrap();
-    let conn = store
-        .connection("prod")
-        .unwrap()
-        .expect("saved by the page");
+    let selection: Vec<keelson_store::SelectionRule> = serde_json::from_value(selection).unwrap();
     assert!(
-        conn.selection.iter().all(|r| r.pattern != unticked),
-        "the unticked repository is not selected: {:?}",
-        conn.selection
+        selection.iter().all(|r| r.pattern != unticked),
+        "the unticked repository is not selected: {selection:?}"
     );
-    assert!(!conn.selection.is_empty());
+    assert!(!selection.is_empty());
+    let store = Store::open(&db).unwrap();
+    assert!(store.connection("prod").unwrap().is_none(), "deleted");
+    assert!(store.connections().unwrap().is_empty());
     let issue = store
         .issue(keelson_store::IssueId(issue_id))
         .unwrap()
@@ -583,12 +632,45 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
         "selection-changed",
         "scan-requested",
         "suppressed",
+        "connection-retired",
     ] {
         assert!(
             kinds.iter().any(|k| k == kind),
             "`{kind}` by token:ana is in the log: {kinds:?}"
         );
     }
+    drop(store);
     drop(served);
+
+    // The command line: nothing left to scan; a declared connection is deleted in plugins.toml.
+    assert!(keelson(dir.path(), &["scan", "--all"]).contains("no connections to scan"));
+    let config = dir.path().join("plugins.toml");
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[[connection]]\nname = \"declared\"\nplugin = \"{PLUGIN}\"\nsettings = {{ tenant_id = \"t\" }}\n"
+        );
+    std::fs::write(&config, text).unwrap();
+    let refused = keelson_fails(dir.path(), &["disconnect", "declared"]);
+    assert!(
+        refused.contains("is declared in") && refused.contains("remove its `[[connection]]` there"),
+        "{refused}"
+    );
+    let gone = keelson_fails(dir.path(), &["disconnect", "prod"]);
+    assert!(gone.contains("no connection named `prod`"), "{gone}");
     drop(sim);
+}
+
+/// Runs keelson expecting it to fail; its stderr.
+fn keelson_fails(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(KEELSON)
+        .current_dir(dir)
+        .args(args)
+        .env_remove("KEELSON_CONFIG")
+        .env_remove("KEELSON_MASTER_KEY")
+        .env_remove("KEELSON_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("keelson runs");
+    assert!(!out.status.success(), "keelson {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
 }

@@ -15,7 +15,7 @@ pub use run::{
     scan_with_policy,
 };
 pub use select::{Selection, check_glob, glob_match};
-pub use walk::{PagingPolicy, WalkError, walk};
+pub use walk::{PageSink, PageSource, PagingPolicy, WalkError, walk, walk_pages};
 
 /// Why a scan could not run or could not be recorded. Connector failures are not here: they end
 /// the run `failed` or `partial` and are reported in its [`ScanSummary`].

@@ -15,10 +15,11 @@
 //! findings listing fails, nothing is covered and the run ends `failed`; an operator's cancel ends
 //! it `cancelled`. Neither resolves anything.
 //!
-//! Enrichment: once the findings are read, the connector's `describe-images` is asked about the
-//! run's images in batches of [`DESCRIBE_BATCH`] (the store hands them out by id, so they never
-//! pile up) and the answers are stored as image context; a connector that fails here only loses
-//! the context. After the run is finished, [`scan_with_policy`] re-evaluates the connection's
+//! Enrichment: right after a registry's images are listed, the connector's `describe-images` is
+//! asked about them in batches of [`DESCRIBE_BATCH`] and the answers are stored as image context,
+//! so a connector needs to remember facts of one registry at a time, not of the whole tenant. A
+//! connector that fails here only loses the context (and is not asked again in this run). After
+//! the run is finished, [`scan_with_policy`] re-evaluates the connection's
 //! findings with the operator's [`Policy`] (priority, factors, owner, SLA, controls).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +34,7 @@ use keelson_store::{
 };
 use serde::Serialize;
 
-use crate::{PagingPolicy, Selection, WalkError, walk};
+use crate::{PageSink, PageSource, PagingPolicy, Selection, WalkError, walk, walk_pages};
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -121,7 +122,7 @@ pub const DESCRIBE_BATCH: usize = 100;
 pub async fn scan<E: std::fmt::Display>(
     store: &mut Store,
     request: &ScanRequest,
-    open: impl AsyncFnOnce() -> Result<Connection, E>,
+    open: impl AsyncFn() -> Result<Connection, E>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<ScanSummary, crate::Error> {
@@ -129,11 +130,15 @@ pub async fn scan<E: std::fmt::Display>(
 }
 
 /// [`scan`], re-evaluating the connection's findings with `policy` once the run is finished.
+///
+/// `open` is called a second time for a connector instance that reads findings while the first
+/// enumerates (each spends a different throttling budget); if that fails, findings are read by
+/// the first instance after the enumeration.
 pub async fn scan_with_policy<E: std::fmt::Display>(
     store: &mut Store,
     request: &ScanRequest,
     policy: &Policy,
-    open: impl AsyncFnOnce() -> Result<Connection, E>,
+    open: impl AsyncFn() -> Result<Connection, E>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<ScanSummary, crate::Error> {
@@ -143,8 +148,9 @@ pub async fn scan_with_policy<E: std::fmt::Display>(
     progress.started(run);
     let mut state = RunState::default();
     let outcome = match open().await {
-        Ok(mut conn) => {
+        Ok(conn) => {
             let source_tool = conn.plugin().describe().source_tool.clone();
+            let mut conn = Some(conn);
             let mut ctx = Ctx {
                 store: &mut *store,
                 run,
@@ -153,16 +159,8 @@ pub async fn scan_with_policy<E: std::fmt::Display>(
                 cancel,
                 state: &mut state,
             };
-            let outcome = match ctx.drive(&mut conn, &source_tool).await {
-                Ok(Ended::Done) => describe_images(store, &mut conn, run, &mut *progress, cancel)
-                    .await
-                    .map(|described| {
-                        state.images_described = described;
-                        Ended::Done
-                    }),
-                other => other,
-            };
-            state.requests = conn.requests_sent();
+            let outcome = ctx.drive(&mut conn, &open, &source_tool).await;
+            state.requests += conn.as_ref().map_or(0, Connection::requests_sent);
             outcome
         }
         Err(err) => Ok(Ended::Failed(format!("cannot connect: {err}"))),
@@ -204,36 +202,6 @@ pub async fn scan_with_policy<E: std::fmt::Display>(
     })
 }
 
-/// Asks the connector about the run's images, a batch at a time, and stores the answers.
-/// A connector failure ends the asking (the context is a bonus); a store failure is returned.
-async fn describe_images(
-    store: &mut Store,
-    conn: &mut Connection,
-    run: RunId,
-    progress: &mut dyn Progress,
-    cancel: &AtomicBool,
-) -> Result<u64, keelson_store::Error> {
-    let mut after = 0;
-    let mut described = 0u64;
-    while !cancel.load(Ordering::Relaxed) {
-        let batch = store.run_images(run, after, DESCRIBE_BATCH)?;
-        let Some(last) = batch.last().map(|(id, _)| *id) else {
-            break;
-        };
-        after = last;
-        let images: Vec<ImageRef> = batch.into_iter().map(|(_, image)| image).collect();
-        match conn.describe_images(&images).await {
-            Ok(contexts) => described += store.save_image_contexts(run, &contexts)? as u64,
-            Err(err) => {
-                tracing::warn!(run = %run, error = %err, "describe-images failed; image context skipped");
-                progress.problem("image context", &err.to_string());
-                break;
-            }
-        }
-    }
-    Ok(described)
-}
-
 /// How the connector part of a run ended (store failures travel as `Err`).
 enum Ended {
     Done,
@@ -252,6 +220,8 @@ struct RunState {
     findings_kept: u64,
     requests: u64,
     images_described: u64,
+    /// `describe-images` failed once; it is not asked again in this run.
+    describe_failed: bool,
 }
 
 impl RunState {
@@ -303,23 +273,30 @@ impl Ctx<'_> {
         }
     }
 
-    async fn drive(
+    /// Drives the run with the connector in `slot`, which is lent to the findings reader's task
+    /// and handed back (empty only if that task panicked).
+    async fn drive<E: std::fmt::Display>(
         &mut self,
-        conn: &mut Connection,
+        slot: &mut Option<Connection>,
+        open: &impl AsyncFn() -> Result<Connection, E>,
         source_tool: &str,
     ) -> Result<Ended, keelson_store::Error> {
-        match self.drive_inner(conn, source_tool).await {
+        match self.drive_inner(slot, open, source_tool).await {
             Ok(ended) => Ok(ended),
             Err(Stop::Cancelled) => Ok(Ended::Cancelled),
             Err(Stop::Store(err)) => Err(err),
         }
     }
 
-    async fn drive_inner(
+    async fn drive_inner<E: std::fmt::Display>(
         &mut self,
-        conn: &mut Connection,
+        slot: &mut Option<Connection>,
+        open: &impl AsyncFn() -> Result<Connection, E>,
         source_tool: &str,
     ) -> Result<Ended, Stop> {
+        let Some(conn) = slot.as_mut() else {
+            return Ok(Ended::Failed("the connector is gone".to_owned()));
+        };
         let request = self.request;
         let (policy, selection) = (&request.policy, &request.selection);
 
@@ -355,19 +332,73 @@ impl Ctx<'_> {
         }
 
         let in_scope = self.state.in_scope.clone();
+        if in_scope.is_empty() {
+            return Ok(Ended::Done);
+        }
+        // Findings come from another budget (Resource Graph, not the registries), so a second
+        // instance reads them from the start and its pages are written between repositories.
+        let mut findings = match open().await {
+            Ok(second) => Some(FindingsFeed::start(second, policy.clone(), &in_scope)),
+            Err(err) => {
+                tracing::info!(error = %err, "no second connector instance; findings are read after the enumeration");
+                None
+            }
+        };
         for registry in &in_scope {
             if self.cancelled() {
                 return Err(Stop::Cancelled);
             }
-            self.enumerate_registry(conn, registry).await?;
+            self.enumerate_registry(conn, registry, findings.as_mut(), source_tool)
+                .await?;
         }
         if self.cancelled() {
             return Err(Stop::Cancelled);
         }
-        if in_scope.is_empty() {
-            return Ok(Ended::Done);
+        let findings = match findings {
+            Some(feed) => feed,
+            None => match slot.take() {
+                Some(first) => FindingsFeed::start(first, policy.clone(), &in_scope),
+                None => return Ok(Ended::Failed("the connector is gone".to_owned())),
+            },
+        };
+        self.read_findings(findings, slot, source_tool).await
+    }
+
+    /// Writes one page of findings, kept when their registry is in scope and their repository
+    /// selected.
+    fn ingest_findings_page(&mut self, items: Vec<Finding>, source_tool: &str) -> Result<(), Stop> {
+        let selection = &self.request.selection;
+        let read = items.len() as u64;
+        let kept: Vec<Finding> = items
+            .into_iter()
+            .filter(|f| {
+                self.state.in_scope.binary_search(&f.image.registry).is_ok()
+                    && selection.repository_selected(&f.image.registry, &f.image.repository)
+            })
+            .collect();
+        let counts = self
+            .store
+            .ingest_findings(self.run, source_tool, &kept)
+            .map_err(Stop::Store)?;
+        self.state.findings_read += read;
+        self.state.findings_kept += kept.len() as u64;
+        self.progress.findings_page(read, kept.len() as u64, counts);
+        Ok(())
+    }
+
+    /// Writes the findings pages that have already arrived, without waiting for more.
+    fn ingest_ready_findings(
+        &mut self,
+        feed: Option<&mut FindingsFeed>,
+        source_tool: &str,
+    ) -> Result<(), Stop> {
+        let Some(feed) = feed else {
+            return Ok(());
+        };
+        while let Ok(items) = feed.received.try_recv() {
+            self.ingest_findings_page(items, source_tool)?;
         }
-        self.read_findings(conn, source_tool, in_scope).await
+        Ok(())
     }
 
     /// Repositories and images of one registry; failures uncover the registry and move on.
@@ -375,6 +406,8 @@ impl Ctx<'_> {
         &mut self,
         conn: &mut Connection,
         registry: &str,
+        mut findings: Option<&mut FindingsFeed>,
+        source_tool: &str,
     ) -> Result<(), Stop> {
         let request = self.request;
         let (policy, selection) = (&request.policy, &request.selection);
@@ -426,6 +459,8 @@ impl Ctx<'_> {
                 .ingest_inventory(self.run, &items)
                 .map_err(Stop::Store)?;
         }
+        // The registry's images, to describe once it is listed: one registry's worth at a time.
+        let mut to_describe: Vec<ImageRef> = Vec::new();
         for repository in &repositories {
             let mut images = 0u64;
             let mut stop = None;
@@ -440,6 +475,7 @@ impl Ctx<'_> {
                         return Err(STOPPED.to_owned());
                     }
                     images += items.len() as u64;
+                    to_describe.extend(items.iter().map(|i| i.image_ref.clone()));
                     let items: Vec<InventoryItem> =
                         items.into_iter().map(InventoryItem::Image).collect();
                     store.ingest_inventory(run, &items).map_err(|e| {
@@ -459,62 +495,133 @@ impl Ctx<'_> {
             }
             self.progress
                 .repository_done(registry, &repository.name, images);
+            self.ingest_ready_findings(findings.as_deref_mut(), source_tool)?;
+        }
+        self.describe_images(conn, &to_describe).await
+    }
+
+    /// Asks the connector about `images`, a batch at a time, and stores the answers. A connector
+    /// failure ends the asking for the run (the context is a bonus); a store failure stops it.
+    async fn describe_images(
+        &mut self,
+        conn: &mut Connection,
+        images: &[ImageRef],
+    ) -> Result<(), Stop> {
+        for batch in images.chunks(DESCRIBE_BATCH) {
+            if self.state.describe_failed {
+                break;
+            }
+            if self.cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            match conn.describe_images(batch).await {
+                Ok(contexts) => {
+                    self.state.images_described +=
+                        self.store
+                            .save_image_contexts(self.run, &contexts)
+                            .map_err(Stop::Store)? as u64;
+                }
+                Err(err) => {
+                    tracing::warn!(run = %self.run, error = %err, "describe-images failed; image context skipped");
+                    self.progress.problem("image context", &err.to_string());
+                    self.state.describe_failed = true;
+                }
+            }
         }
         Ok(())
     }
 
-    /// The findings of the registries in scope, kept when their repository is selected.
+    /// Writes the rest of the findings as they arrive and waits for the reader to end; its
+    /// connector is handed back into `slot` (the first instance) or counted (a second one).
     async fn read_findings(
         &mut self,
-        conn: &mut Connection,
+        mut feed: FindingsFeed,
+        slot: &mut Option<Connection>,
         source_tool: &str,
-        in_scope: Vec<String>,
     ) -> Result<Ended, Stop> {
-        let request = self.request;
-        let (policy, selection) = (&request.policy, &request.selection);
-        let scope = ScanScope {
-            registries: in_scope,
-        };
         let mut stop = None;
-        let (store, run, cancel) = (&mut *self.store, self.run, self.cancel);
-        let state = &mut *self.state;
-        let progress = &mut *self.progress;
-        let listed = walk(
-            policy,
-            async |p| conn.list_findings(&scope, p).await,
-            |items: Vec<Finding>| {
-                if cancel.load(Ordering::Relaxed) {
-                    stop = Some(Stop::Cancelled);
-                    return Err(STOPPED.to_owned());
-                }
-                let read = items.len() as u64;
-                let kept: Vec<Finding> = items
-                    .into_iter()
-                    .filter(|f| {
-                        scope.registries.binary_search(&f.image.registry).is_ok()
-                            && selection.repository_selected(&f.image.registry, &f.image.repository)
-                    })
-                    .collect();
-                let counts = store
-                    .ingest_findings(run, source_tool, &kept)
-                    .map_err(|e| {
-                        stop = Some(Stop::Store(e));
-                        STOPPED.to_owned()
-                    })?;
-                state.findings_read += read;
-                state.findings_kept += kept.len() as u64;
-                progress.findings_page(read, kept.len() as u64, counts);
-                Ok(())
-            },
-        )
-        .await;
+        while let Some(items) = feed.received.recv().await {
+            if self.cancelled() {
+                stop = Some(Stop::Cancelled);
+                break;
+            }
+            if let Err(err) = self.ingest_findings_page(items, source_tool) {
+                stop = Some(err);
+                break;
+            }
+        }
+        // Closing the channel stops the reader at its next page.
+        drop(feed.received);
+        let (conn, listed) = match feed.reader.await {
+            Ok(done) => done,
+            Err(err) => {
+                return match stop {
+                    Some(stop) => Err(stop),
+                    None => Ok(Ended::Failed(format!("the findings reader failed: {err}"))),
+                };
+            }
+        };
+        if slot.is_none() {
+            *slot = Some(conn);
+        } else {
+            self.state.requests += conn.requests_sent();
+        }
+        if let Some(stop) = stop {
+            return Err(stop);
+        }
         match listed {
             Ok(_) => Ok(Ended::Done),
             Err(err) => {
-                let reason = Self::walk_failed(&err, &mut stop)?;
+                let reason = err.to_string();
                 self.progress.problem("findings", &reason);
                 Ok(Ended::Failed(format!("listing findings failed: {reason}")))
             }
         }
+    }
+}
+
+/// Findings read by a task of their own: a connector instance pages through `list-findings`
+/// (plugin and network on one core) while the run writes pages to the store (on the other).
+/// The channel holds one page, so a slow store slows the reader instead of piling pages up.
+struct FindingsFeed {
+    received: tokio::sync::mpsc::Receiver<Vec<Finding>>,
+    reader: tokio::task::JoinHandle<(Connection, Result<u64, WalkError>)>,
+}
+
+impl FindingsFeed {
+    fn start(conn: Connection, policy: PagingPolicy, in_scope: &[String]) -> Self {
+        let (mut pages, received) = tokio::sync::mpsc::channel::<Vec<Finding>>(1);
+        let mut reader = FindingsReader {
+            conn,
+            scope: ScanScope {
+                registries: in_scope.to_vec(),
+            },
+        };
+        let reader = tokio::spawn(async move {
+            let listed = walk_pages(&policy, &mut reader, &mut pages).await;
+            (reader.conn, listed)
+        });
+        Self { received, reader }
+    }
+}
+
+/// The connector, lent to the task that reads the findings of `scope`.
+struct FindingsReader {
+    conn: Connection,
+    scope: ScanScope,
+}
+
+impl PageSource<Finding> for FindingsReader {
+    async fn fetch(
+        &mut self,
+        request: keelson_runtime::PageRequest,
+    ) -> Result<keelson_core::Page<Finding>, keelson_runtime::Error> {
+        self.conn.list_findings(&self.scope, request).await
+    }
+}
+
+impl PageSink<Finding> for tokio::sync::mpsc::Sender<Vec<Finding>> {
+    async fn accept(&mut self, items: Vec<Finding>) -> Result<(), String> {
+        self.send(items).await.map_err(|_| STOPPED.to_owned())
     }
 }

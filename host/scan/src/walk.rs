@@ -62,6 +62,43 @@ impl WalkError {
     }
 }
 
+/// Where a walk gets its pages: one plugin call per page request.
+///
+/// [`walk`] takes closures; a named type implementing this is for a walk that must run in a
+/// spawned task, whose future has to be provably `Send`.
+pub trait PageSource<T> {
+    fn fetch(
+        &mut self,
+        request: PageRequest,
+    ) -> impl Future<Output = Result<Page<T>, keelson_runtime::Error>>;
+}
+
+/// Where a walk hands each page's items; an `Err` stops the walk with that message.
+pub trait PageSink<T> {
+    fn accept(&mut self, items: Vec<T>) -> impl Future<Output = Result<(), String>>;
+}
+
+struct FetchFn<F>(F);
+
+impl<T, F: AsyncFnMut(PageRequest) -> Result<Page<T>, keelson_runtime::Error>> PageSource<T>
+    for FetchFn<F>
+{
+    fn fetch(
+        &mut self,
+        request: PageRequest,
+    ) -> impl Future<Output = Result<Page<T>, keelson_runtime::Error>> {
+        (self.0)(request)
+    }
+}
+
+struct SinkFn<F>(F);
+
+impl<T, F: FnMut(Vec<T>) -> Result<(), String>> PageSink<T> for SinkFn<F> {
+    fn accept(&mut self, items: Vec<T>) -> impl Future<Output = Result<(), String>> {
+        std::future::ready((self.0)(items))
+    }
+}
+
 /// Fetches every page of one listing, handing each page's items to `sink` as it arrives, and
 /// returns the number of pages. `fetch` makes one plugin call for one page request.
 ///
@@ -70,8 +107,17 @@ impl WalkError {
 /// the caller decides what a partial listing means.
 pub async fn walk<T>(
     policy: &PagingPolicy,
-    mut fetch: impl AsyncFnMut(PageRequest) -> Result<Page<T>, keelson_runtime::Error>,
-    mut sink: impl FnMut(Vec<T>) -> Result<(), String>,
+    fetch: impl AsyncFnMut(PageRequest) -> Result<Page<T>, keelson_runtime::Error>,
+    sink: impl FnMut(Vec<T>) -> Result<(), String>,
+) -> Result<u64, WalkError> {
+    walk_pages(policy, &mut FetchFn(fetch), &mut SinkFn(sink)).await
+}
+
+/// [`walk`] over a named [`PageSource`] and [`PageSink`].
+pub async fn walk_pages<T>(
+    policy: &PagingPolicy,
+    source: &mut impl PageSource<T>,
+    sink: &mut impl PageSink<T>,
 ) -> Result<u64, WalkError> {
     let mut seen_cursors = HashSet::new();
     let mut cursor: Option<String> = None;
@@ -81,9 +127,9 @@ pub async fn walk<T>(
             cursor: cursor.clone(),
             max_items: policy.page_size,
         };
-        let page = fetch_with_retries(policy, &mut fetch, request).await?;
+        let page = fetch_with_retries(policy, source, request).await?;
         pages += 1;
-        sink(page.items).map_err(WalkError::Stopped)?;
+        sink.accept(page.items).await.map_err(WalkError::Stopped)?;
         let Some(next) = page.next else {
             return Ok(pages);
         };
@@ -102,13 +148,13 @@ pub async fn walk<T>(
 
 async fn fetch_with_retries<T>(
     policy: &PagingPolicy,
-    fetch: &mut impl AsyncFnMut(PageRequest) -> Result<Page<T>, keelson_runtime::Error>,
+    source: &mut impl PageSource<T>,
     request: PageRequest,
 ) -> Result<Page<T>, WalkError> {
     let mut unavailable_retries = 0;
     let mut delay = policy.retry_delay;
     loop {
-        let err = match fetch(request.clone()).await {
+        let err = match source.fetch(request.clone()).await {
             Ok(page) => return Ok(page),
             Err(err) => err,
         };

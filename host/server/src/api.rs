@@ -9,7 +9,10 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keelson_core::Severity;
-use keelson_store::{IssueCursor, IssueFilter, IssueId, IssueStatus, SelectionRule, Store};
+use keelson_store::{
+    IssueCursor, IssueFilter, IssueId, IssueSort, IssueStatus, SelectionRule, SlaState, SortCursor,
+    Store,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -57,14 +60,13 @@ pub(crate) fn sign_in(
     token: &str,
 ) -> Result<(String, String, auth::Principal), ApiError> {
     let hash = crate::token_hash(token.trim());
-    let principal = auth::principal_of(state, &hash)?.ok_or_else(|| {
+    let (id, csrf, principal) = auth::start_session(state, &hash)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "that token is unknown or revoked",
         )
     })?;
-    let (id, csrf) = state.sessions().create(hash);
     state.with_store(|s| Ok(s.audit("signed-in", None, &principal.actor(), None)?))?;
     Ok((id, csrf, principal))
 }
@@ -81,13 +83,16 @@ pub(crate) async fn create_session(
     Ok(response)
 }
 
-pub(crate) async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn delete_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(id) = auth::cookie(&headers, auth::SESSION_COOKIE) {
-        state.sessions().remove(id);
+        auth::end_session(&state, id)?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut response, &auth::clear_cookie());
-    response
+    Ok(response)
 }
 
 pub(crate) fn set_cookie(response: &mut Response, value: &str) {
@@ -165,6 +170,40 @@ pub(crate) async fn connection(
             connection_json(s, &c)
         })
         .map(Json)
+}
+
+/// Deletes connection `name`: the store retires it (its runs, findings and history stay; its
+/// secrets are wiped; the name is free again). A connection declared in the configuration file
+/// is refused, since the next start would bring it back.
+pub(crate) async fn delete_connection(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Admin)?.actor();
+    if let Some(file) = state.backend().declared_in(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "declared",
+            format!(
+                "connection `{name}` is declared in `{file}`: remove its `[[connection]]` there and restart keelson, then delete it"
+            ),
+        ));
+    }
+    state.with_store(|s| {
+        s.connection(&name)?
+            .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
+        Ok(())
+    })?;
+    if !state.scans().forget(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a scan of `{name}` is running; wait for it to end"),
+        ));
+    }
+    state.with_store(|s| Ok(s.retire_connection(&name, &actor)?))?;
+    Ok(Json(json!({ "name": name, "deleted": true })))
 }
 
 pub(crate) async fn create_connection(
@@ -300,12 +339,14 @@ pub struct IssueQuery {
     pub registry: Option<String>,
     pub repository: Option<String>,
     pub vulnerability: Option<String>,
-    /// Filters on enrichment, when the queue rows carry it.
+    /// Comma-separated priorities (the level enrichment settled on).
     pub priority: Option<String>,
     pub application: Option<String>,
     pub team: Option<String>,
-    /// `breached` or `within`.
+    /// `breached`, `within` or `none`.
     pub sla: Option<String>,
+    /// `KEY` or `-KEY` (descending); see [`IssueSort`]. Default `-priority`.
+    pub sort: Option<String>,
     /// The `next` of the previous page.
     pub after: Option<String>,
     pub limit: Option<String>,
@@ -318,15 +359,30 @@ fn blank(v: Option<&String>) -> Option<&str> {
 impl IssueQuery {
     /// The store filter for these parameters (without page bounds).
     pub fn filter(&self) -> Result<IssueFilter, ApiError> {
-        let severities = match blank(self.severity.as_ref()) {
-            None => Vec::new(),
+        let levels = |value: Option<&String>, field: &'static str| match blank(value) {
+            None => Ok(Vec::new()),
             Some(list) => list
                 .split(',')
                 .map(|s| {
-                    s.parse::<Severity>()
-                        .map_err(|e| ApiError::invalid(e.to_string()).on_field("severity"))
+                    s.trim()
+                        .parse::<Severity>()
+                        .map_err(|e| ApiError::invalid(e.to_string()).on_field(field))
                 })
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<Vec<_>, _>>(),
+        };
+        let severities = levels(self.severity.as_ref(), "severity")?;
+        let priorities = levels(self.priority.as_ref(), "priority")?;
+        let sla = match blank(self.sla.as_ref()) {
+            None => None,
+            Some("breached") => Some(SlaState::Breached),
+            Some("within") => Some(SlaState::Within),
+            Some("none") => Some(SlaState::None),
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "`{other}` is not an SLA state; use `breached`, `within` or `none`"
+                ))
+                .on_field("sla"));
+            }
         };
         let statuses = match blank(self.status.as_ref()) {
             None => vec![IssueStatus::Open],
@@ -352,32 +408,49 @@ impl IssueQuery {
             registry: owned(self.registry.as_ref()),
             repository: owned(self.repository.as_ref()),
             vulnerability: owned(self.vulnerability.as_ref()),
+            priorities,
+            application: owned(self.application.as_ref()),
+            team: owned(self.team.as_ref()),
+            sla,
             ..IssueFilter::default()
         })
     }
 
-    fn enrichment_matches(&self, row: &Value) -> bool {
-        let field = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("");
-        let eq = |want: Option<&String>, key: &str| {
-            blank(want).is_none_or(|w| {
-                w.split(',')
-                    .any(|w| w.trim().eq_ignore_ascii_case(field(key)))
-            })
-        };
-        let sla_ok = match blank(self.sla.as_ref()) {
-            None => true,
-            Some(want) => sla_state(row).is_some_and(|s| s == want),
-        };
-        eq(self.priority.as_ref(), "priority")
-            && eq(self.application.as_ref(), "application")
-            && eq(self.team.as_ref(), "team")
-            && sla_ok
+    /// The order these parameters ask for.
+    pub fn sort(&self) -> Result<IssueSort, ApiError> {
+        match blank(self.sort.as_ref()) {
+            None => Ok(IssueSort::default()),
+            Some(text) => IssueSort::parse(text).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "`{text}` is not a sort; use one of priority, severity, first_seen, last_seen, vulnerability, repository or images, with `-` in front for descending"
+                ))
+                .on_field("sort")
+            }),
+        }
     }
 
-    fn has_enrichment_filter(&self) -> bool {
-        [&self.priority, &self.application, &self.team, &self.sla]
-            .iter()
-            .any(|v| blank(v.as_ref()).is_some())
+    /// The cursor in `after`, which must belong to `sort` (the default sort also takes the
+    /// command line's `SEVERITY:ID`).
+    fn after(&self, sort: IssueSort) -> Result<Option<SortCursor>, ApiError> {
+        let Some(text) = blank(self.after.as_ref()) else {
+            return Ok(None);
+        };
+        let cursor = match text.parse::<SortCursor>() {
+            Ok(c) => c,
+            Err(e) if sort == IssueSort::default() => text
+                .parse::<IssueCursor>()
+                .map(SortCursor::from)
+                .map_err(|_| ApiError::invalid(e.to_string()).on_field("after"))?,
+            Err(e) => return Err(ApiError::invalid(e.to_string()).on_field("after")),
+        };
+        if cursor.sort != sort {
+            return Err(ApiError::invalid(format!(
+                "the cursor `{text}` continues the `{}` order, not `{sort}`",
+                cursor.sort
+            ))
+            .on_field("after"));
+        }
+        Ok(Some(cursor))
     }
 }
 
@@ -430,8 +503,9 @@ pub struct IssuePage {
 pub(crate) const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 
-/// Reads one page of the queue. Keyset paging on (severity, id): issues ingested meanwhile never
-/// shift a page, so paging neither repeats nor skips an issue that existed when it began.
+/// Reads one page of the queue (every matching issue when `all`), filtered and sorted in SQL.
+/// Keyset paging on (sort key, id): issues ingested meanwhile never shift a page, so paging
+/// neither repeats nor skips an issue that existed when it began.
 pub fn issue_page(store: &Store, query: &IssueQuery, all: bool) -> Result<IssuePage, ApiError> {
     let limit = match blank(query.limit.as_ref()) {
         None if all => usize::MAX,
@@ -446,43 +520,22 @@ pub fn issue_page(store: &Store, query: &IssueQuery, all: bool) -> Result<IssueP
             })?,
     };
     let mut filter = query.filter()?;
-    filter.after = match blank(query.after.as_ref()) {
-        None => None,
-        Some(text) => Some(
-            text.parse::<IssueCursor>()
-                .map_err(|e| ApiError::invalid(e.to_string()).on_field("after"))?,
-        ),
-    };
-    let extra = query.has_enrichment_filter();
-    let batch = if all {
-        None
+    let sort = query.sort()?;
+    let after = query.after(sort)?;
+    // One more than the page: whether it exists decides `next`, so a last page has none.
+    filter.limit = (!all).then(|| limit.saturating_add(1));
+    let mut rows = store.issues_sorted(&filter, sort, after.as_ref())?;
+    let next = if !all && rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| r.sort_cursor(sort).to_string())
     } else {
-        Some(limit.max(DEFAULT_PAGE))
+        None
     };
-    let mut items = Vec::new();
-    loop {
-        filter.limit = batch;
-        let rows = store.issues(&filter)?;
-        let exhausted = batch.is_none_or(|b| rows.len() < b);
-        for row in rows {
-            let cursor = row.cursor();
-            let value = serde_json::to_value(&row).unwrap_or(Value::Null);
-            filter.after = Some(cursor);
-            if extra && !query.enrichment_matches(&value) {
-                continue;
-            }
-            items.push(value);
-            if items.len() == limit {
-                return Ok(IssuePage {
-                    items,
-                    next: Some(cursor.to_string()),
-                });
-            }
-        }
-        if exhausted {
-            return Ok(IssuePage { items, next: None });
-        }
-    }
+    let items = rows
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect();
+    Ok(IssuePage { items, next })
 }
 
 pub(crate) async fn issues(
@@ -718,18 +771,40 @@ mod tests {
     }
 
     #[test]
-    fn enrichment_filters_apply_only_when_given() {
-        let row = json!({"priority": "high", "team": "payments"});
+    fn enrichment_filters_and_sorts_reach_the_store_filter() {
         let q = IssueQuery {
-            priority: Some("high,critical".into()),
+            priority: Some("high, critical".into()),
             team: Some("payments".into()),
+            sla: Some("breached".into()),
+            sort: Some("-first_seen".into()),
             ..IssueQuery::default()
         };
-        assert!(q.enrichment_matches(&row));
+        let f = q.filter().unwrap();
+        assert_eq!(f.priorities, vec![Severity::High, Severity::Critical]);
+        assert_eq!(f.team.as_deref(), Some("payments"));
+        assert_eq!(f.sla, Some(SlaState::Breached));
+        assert_eq!(q.sort().unwrap().to_string(), "-first_seen");
+        for (field, bad) in [("sla", "late"), ("priority", "urgent"), ("sort", "-colour")] {
+            let mut q = IssueQuery::default();
+            match field {
+                "sla" => q.sla = Some(bad.into()),
+                "priority" => q.priority = Some(bad.into()),
+                _ => q.sort = Some(bad.into()),
+            }
+            let err = q.filter().and_then(|_| q.sort().map(|_| ())).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{bad}");
+        }
+        // The default order still takes the command line's cursor; another order does not.
         let q = IssueQuery {
-            application: Some("shop".into()),
+            after: Some("high:42".into()),
             ..IssueQuery::default()
         };
-        assert!(!q.enrichment_matches(&row));
+        assert_eq!(q.after(q.sort().unwrap()).unwrap().unwrap().id, IssueId(42));
+        let q = IssueQuery {
+            after: Some("high:42".into()),
+            sort: Some("images".into()),
+            ..IssueQuery::default()
+        };
+        assert!(q.after(q.sort().unwrap()).is_err());
     }
 }

@@ -7,10 +7,6 @@
 //! such requests; API clients with a bearer token may leave it out), and when it rides on the
 //! session cookie, the session's CSRF token in `X-CSRF-Token` as well.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
-
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -95,63 +91,55 @@ impl Caller {
     }
 }
 
-struct Session {
-    token_sha256: String,
-    csrf: String,
-    last_used: Instant,
-}
-
-/// Signed-in browser sessions, by the SHA-256 of their cookie value. Kept in memory: a restart
-/// signs everyone out.
-#[derive(Default)]
-pub(crate) struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
-}
-
-impl Sessions {
-    /// Starts a session for the token hashing to `token_sha256`; returns the cookie value and
-    /// the CSRF token.
-    pub(crate) fn create(&self, token_sha256: String) -> (String, String) {
-        let id = hex::encode(rand::random::<[u8; 32]>());
-        let csrf = hex::encode(rand::random::<[u8; 32]>());
-        let mut map = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.insert(
-            token_hash(&id),
-            Session {
-                token_sha256,
-                csrf: csrf.clone(),
-                last_used: Instant::now(),
+/// Starts a browser session for the token hashing to `token_sha256`, kept in the store (by the
+/// SHA-256 of the cookie value) so it outlives a restart. Returns the cookie value, the CSRF
+/// token and the principal; `None` when the token is unknown or revoked.
+pub(crate) fn start_session(
+    state: &AppState,
+    token_sha256: &str,
+) -> Result<Option<(String, String, Principal)>, ApiError> {
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let csrf = hex::encode(rand::random::<[u8; 32]>());
+    let lifetime = state.config().session_lifetime;
+    state.with_store(|s| {
+        let Some(token) = s.token_by_hash(token_sha256)? else {
+            return Ok(None);
+        };
+        let Some(role) = Role::parse(&token.role) else {
+            return Ok(None);
+        };
+        s.create_session(&token_hash(&id), token.id, &csrf, lifetime)?;
+        Ok(Some((
+            id,
+            csrf,
+            Principal {
+                name: token.name,
+                role,
             },
-        );
-        (id, csrf)
-    }
+        )))
+    })
+}
 
-    pub(crate) fn remove(&self, id: &str) {
-        let mut map = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.remove(&token_hash(id));
-    }
+/// Ends session `id` (the cookie value), if it exists.
+pub(crate) fn end_session(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.with_store(|s| Ok(s.end_session(&token_hash(id)).map(|_| ())?))
+}
 
-    /// The token hash and CSRF token of live session `id`, touching it.
-    fn find(&self, id: &str, idle: std::time::Duration) -> Option<(String, String)> {
-        let mut map = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = token_hash(id);
-        let session = map.get_mut(&key)?;
-        if session.last_used.elapsed() > idle {
-            map.remove(&key);
-            return None;
-        }
-        session.last_used = Instant::now();
-        Some((session.token_sha256.clone(), session.csrf.clone()))
-    }
+/// The principal and CSRF token of live session `id` (the cookie value).
+fn find_session(state: &AppState, id: &str) -> Result<Option<(Principal, String)>, ApiError> {
+    let idle = state.config().session_idle;
+    let session = state.with_store(|s| Ok(s.session(&token_hash(id), idle)?))?;
+    Ok(session.and_then(|s| {
+        Role::parse(&s.token.role).map(|role| {
+            (
+                Principal {
+                    name: s.token.name,
+                    role,
+                },
+                s.csrf,
+            )
+        })
+    }))
 }
 
 /// The `Set-Cookie` value that starts a session.
@@ -245,11 +233,9 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
             }
             Err(err) => return err.into_response(),
         }
-    } else if let Some(id) = cookie(headers, SESSION_COOKIE)
-        && let Some((token_sha256, csrf)) = state.sessions().find(id, state.config().session_idle)
-    {
-        match principal_of(&state, &token_sha256) {
-            Ok(Some(p)) => {
+    } else if let Some(id) = cookie(headers, SESSION_COOKIE) {
+        match find_session(&state, id) {
+            Ok(Some((p, csrf))) => {
                 if changes {
                     // A browser session: the Origin must be present and the CSRF token match.
                     let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -271,10 +257,17 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
                 caller.principal = Some(p);
                 caller.csrf = Some(csrf);
             }
-            Ok(None) => state.sessions().remove(id),
+            // Ended, expired, idle or revoked: the request is anonymous.
+            Ok(None) => {}
             Err(err) => return err.into_response(),
         }
-    } else if changes && origin_ok != Some(true) && req.uri().path() == "/signin" {
+    }
+    if caller.principal.is_none()
+        && bearer.is_none()
+        && changes
+        && origin_ok != Some(true)
+        && req.uri().path() == "/signin"
+    {
         return refuse(
             StatusCode::FORBIDDEN,
             "cross_origin",

@@ -9,7 +9,7 @@
 //!
 //! Access ([`auth`]): every request's `Host` must be one of the bound addresses (DNS rebinding);
 //! callers present an API token (`Authorization: Bearer`) or a session cookie obtained by signing
-//! in with one; roles are viewer (read), operator (scan, suppress) and admin (configure);
+//! in with one (sessions live in the store, so a restart keeps them); roles are viewer (read), operator (scan, suppress) and admin (configure);
 //! state-changing requests carry an allowed `Origin`, and cookie sessions also a CSRF token.
 //! Every change is recorded in the store's event log with the token's name as actor.
 
@@ -106,6 +106,9 @@ pub trait Backend: Send + Sync + 'static {
     fn verify(&self, name: String) -> BoxFuture<'_, Result<Account, BackendError>>;
     /// Lists the locations of connection `name` with their selection (like `keelson locations`).
     fn locations(&self, name: String) -> BoxFuture<'_, Result<LocationReport, BackendError>>;
+    /// The configuration file that declares connection `name`, when it comes from there rather
+    /// than from a connect: such a connection is changed, and removed, in that file.
+    fn declared_in(&self, name: &str) -> Option<String>;
     /// Runs one scan of connection `name` (like `keelson scan`), reporting to `progress`.
     fn scan(
         &self,
@@ -124,6 +127,8 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// How long a signed-in session lasts without use.
     pub session_idle: std::time::Duration,
+    /// How long a signed-in session lasts at most, however much it is used.
+    pub session_lifetime: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -137,6 +142,7 @@ impl ServerConfig {
             bind,
             allowed_hosts,
             session_idle: std::time::Duration::from_hours(8),
+            session_lifetime: std::time::Duration::from_hours(7 * 24),
         }
     }
 }
@@ -151,7 +157,6 @@ struct Inner {
     config: ServerConfig,
     store: Mutex<Store>,
     backend: Arc<dyn Backend>,
-    sessions: auth::Sessions,
     scans: scans::Scans,
 }
 
@@ -164,7 +169,6 @@ impl AppState {
                 config,
                 store: Mutex::new(store),
                 backend,
-                sessions: auth::Sessions::default(),
                 scans: scans::Scans::default(),
             }),
         }
@@ -176,10 +180,6 @@ impl AppState {
 
     pub(crate) fn backend(&self) -> &dyn Backend {
         self.inner.backend.as_ref()
-    }
-
-    pub(crate) fn sessions(&self) -> &auth::Sessions {
-        &self.inner.sessions
     }
 
     pub(crate) fn scans(&self) -> &scans::Scans {

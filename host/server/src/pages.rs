@@ -6,14 +6,14 @@
 //! before it reaches the page; the page runs no inline script, so the content security policy
 //! can forbid them.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use keelson_core::ConnectorInfo;
+use keelson_core::{ConnectorInfo, Severity};
+use keelson_store::{IssueSort, SortKey};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -164,8 +164,10 @@ pub(crate) async fn signin(
 }
 
 pub(crate) async fn signout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(id) = auth::cookie(&headers, auth::SESSION_COOKIE) {
-        state.sessions().remove(id);
+    if let Some(id) = auth::cookie(&headers, auth::SESSION_COOKIE)
+        && let Err(err) = auth::end_session(&state, id)
+    {
+        return err.into_response();
     }
     let mut response = Redirect::to("/signin").into_response();
     api::set_cookie(&mut response, &auth::clear_cookie());
@@ -212,12 +214,12 @@ pub(crate) async fn connectors(
                 .map(|c| {
                     let last = s.runs(Some(&c.name), 1)?.into_iter().next();
                     let open = s
-                        .issues(&keelson_store::IssueFilter {
+                        .queue_summary(&keelson_store::IssueFilter {
                             connection: Some(c.name.clone()),
                             statuses: vec![keelson_store::IssueStatus::Open],
                             ..keelson_store::IssueFilter::default()
                         })?
-                        .len();
+                        .total;
                     Ok((c, last, open))
                 })
                 .collect::<Result<Vec<_>, ApiError>>()
@@ -548,12 +550,23 @@ pub(crate) async fn connection(
             history.push_str(r#"<tr><td colspan="9" class="muted">No scan yet.</td></tr>"#);
         }
         let op = |role: Role| if caller.can(role) { "" } else { " disabled" };
+        // A connection declared in the configuration file is removed there, not here.
+        let delete = match state.backend().declared_in(&conn.name) {
+            Some(file) => format!(
+                r#"<button type="button" class="danger" data-action="delete-connection" disabled title="Declared in {f}: remove it there">Delete</button>"#,
+                f = esc(&file)
+            ),
+            None => format!(
+                r#"<button type="button" class="danger" data-action="delete-connection"{}>Delete</button>"#,
+                op(Role::Admin)
+            ),
+        };
         let body = format!(
             r#"<nav class="crumbs"><a href="/connectors">Connectors</a> › <a href="/connectors/{pe}">{plugin}</a> › <b>{n}</b></nav>
 <div class="head-row" id="connection" data-connection="{n}"><h1>{n}</h1>
 <div class="toolbar"><button type="button" data-action="verify"{op_v}>Verify connectivity</button>
 <button type="button" class="icon" data-action="locations" title="Locations: what is scanned" aria-label="Locations">⚙</button>
-<button type="button" class="primary" data-action="scan"{op_s}>Scan now</button></div></div>
+<button type="button" class="primary" data-action="scan"{op_s}>Scan now</button>{delete}</div></div>
 {refused}
 <div class="verify-result" id="verify-result" role="status"></div>
 <section class="card locations" id="locations" hidden></section>
@@ -699,24 +712,22 @@ pub(crate) async fn issues(
     let result = async {
         caller.require(Role::Viewer)?;
         let plugins = state.backend().plugins().await.unwrap_or_default();
-        let (page, everything) = state.with_store(|s| {
+        let sort = query.sort()?;
+        let (page, summary) = state.with_store(|s| {
             let page = api::issue_page(s, &query, false)?;
-            let mut all_q = query.clone();
-            all_q.after = None;
-            all_q.limit = None;
-            let everything = api::issue_page(s, &all_q, true)?.items;
-            Ok((page, everything))
+            // Tiles and filter choices come from one aggregate over the filtered queue.
+            let summary = s.queue_summary(&query.filter()?)?;
+            Ok((page, summary))
         })?;
         // Choices for the filters: what the queue holds, plus every enabled plugin's source tool.
-        let collect = |key: &str| -> BTreeSet<String> {
-            everything
-                .iter()
-                .map(|r| s(r, key).to_owned())
-                .filter(|v| !v.is_empty())
-                .collect()
-        };
-        let mut tools = collect("source_tool");
+        let mut tools = summary.source_tools.clone();
         tools.extend(plugins.iter().map(|p| p.source_tool.clone()));
+        let priorities: Vec<String> = summary
+            .priorities
+            .iter()
+            .rev()
+            .map(ToString::to_string)
+            .collect();
         let severities = ["critical", "high", "medium", "low", "informational", "unknown"];
         let sev_opts: Vec<(String, String)> = std::iter::once((String::new(), "Any".to_owned()))
             .chain(severities.iter().map(|l| ((*l).to_owned(), capitalise(l))))
@@ -731,26 +742,25 @@ pub(crate) async fn issues(
         .iter()
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
         .collect();
-        let sla_opts: Vec<(String, String)> = [("", "Any"), ("breached", "Breached"), ("within", "Within SLA")]
+        let sla_opts: Vec<(String, String)> = [("", "Any"), ("breached", "Breached"), ("within", "Within SLA"), ("none", "No SLA")]
             .iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect();
-        let summary = api::compliance_summary(&everything);
-        let count = |level: &str| summary["by_severity"][level].as_u64().unwrap_or(0);
         let mut tiles = String::new();
-        for level in ["critical", "high", "medium", "low"] {
+        for level in [Severity::Critical, Severity::High, Severity::Medium, Severity::Low] {
+            let name = level.to_string();
             let _ = write!(
                 tiles,
-                r#"<a class="tile tile-{level}" href="/issues?severity={level}"><div class="n">{}</div><div class="l">{}</div></a>"#,
-                count(level),
-                capitalise(level)
+                r#"<a class="tile tile-{name}" href="/issues?severity={name}"><div class="n">{}</div><div class="l">{}</div></a>"#,
+                summary.by_severity.get(&level).copied().unwrap_or(0),
+                capitalise(&name)
             );
         }
         let _ = write!(
             tiles,
             r#"<div class="tile"><div class="n">{}</div><div class="l">Matching issues</div></div><div class="tile"><div class="n">{}</div><div class="l">SLA breached</div></div>"#,
-            everything.len(),
-            summary["sla_breached"].as_u64().unwrap_or(0)
+            summary.total,
+            summary.sla_breached
         );
         let filters = [
             select("source_tool", "Source tool", query.source_tool.as_ref(), &any_plus(tools, "Any tool")),
@@ -759,27 +769,32 @@ pub(crate) async fn issues(
                 "priority",
                 "Priority",
                 query.priority.as_ref(),
-                &any_plus(collect("priority"), "Any"),
+                &any_plus(priorities, "Any"),
             ),
             select("status", "Status", query.status.as_ref(), &status_opts),
             select(
                 "application",
                 "Application",
                 query.application.as_ref(),
-                &any_plus(collect("application"), "Any"),
+                &any_plus(summary.applications.iter().cloned(), "Any"),
             ),
-            select("team", "Team", query.team.as_ref(), &any_plus(collect("team"), "Any")),
+            select(
+                "team",
+                "Team",
+                query.team.as_ref(),
+                &any_plus(summary.teams.iter().cloned(), "Any"),
+            ),
             select(
                 "registry",
                 "Registry",
                 query.registry.as_ref(),
-                &any_plus(collect("registry"), "Any"),
+                &any_plus(summary.registries.iter().cloned(), "Any"),
             ),
             select(
                 "repository",
                 "Repository",
                 query.repository.as_ref(),
-                &any_plus(collect("repository"), "Any"),
+                &any_plus(summary.repositories.iter().cloned(), "Any"),
             ),
             select("sla", "SLA", query.sla.as_ref(), &sla_opts),
         ]
@@ -812,15 +827,12 @@ pub(crate) async fn issues(
             };
             let _ = write!(
                 rows,
-                r#"<tr class="issue-row" data-issue="{id}" tabindex="0"><td class="nowrap" data-sort="{sr}">{sev}</td><td class="nowrap" data-sort="{pr}">{prio}</td><td><div class="mono strong">{vuln}</div>{subtitle}</td><td><div class="mono">{pkg}</div><div class="sub">{ver} {fix}</div></td><td data-sort="{repo_sort}"><div>{repo}</div><div class="sub clip" title="{reg}">{reg}</div></td><td class="num">{images}</td><td>{owner}</td><td class="mono nowrap" data-sort="{fs}">{first}</td><td>{status}</td></tr>"#,
-                sr = severity_rank(s(r, "severity")),
+                r#"<tr class="issue-row" data-issue="{id}" tabindex="0"><td class="nowrap">{sev}</td><td class="nowrap">{prio}</td><td><div class="mono strong">{vuln}</div>{subtitle}</td><td><div class="mono">{pkg}</div><div class="sub">{ver} {fix}</div></td><td><div>{repo}</div><div class="sub clip" title="{reg}">{reg}</div></td><td class="num">{images}</td><td>{owner}</td><td class="mono nowrap" title="{fs}">{first}</td><td>{status}</td></tr>"#,
                 sev = sev_badge(s(r, "severity")),
-                pr = severity_rank(s(r, "priority")),
                 prio = sev_badge(s(r, "priority")),
                 vuln = esc(vuln_id),
                 pkg = esc(s(r, "package")),
                 ver = esc(s(r, "package_version")),
-                repo_sort = esc(&format!("{}/{}", s(r, "repository"), s(r, "registry"))),
                 reg = esc(s(r, "registry")),
                 repo = esc(s(r, "repository")),
                 fs = esc(s(r, "first_seen")),
@@ -850,14 +862,20 @@ pub(crate) async fn issues(
             r#"<div class="head-row"><h1>Active issues</h1><div class="toolbar">{csv}{json}{sarif}</div></div>
 <div class="tiles">{tiles}</div>
 <form class="filters card" method="get" action="/issues" id="filters">{filters}<div class="filter-actions"><button type="submit" class="primary">Apply</button><a class="link" href="/issues">Reset</a></div></form>
-<div class="queue-wrap"><section class="card queue"><table class="grid sortable" id="queue"><thead><tr><th data-sort-col="0">Severity</th><th data-sort-col="1">Priority</th><th data-sort-col="2">Vulnerability</th><th data-sort-col="3">Package</th><th data-sort-col="4">Repository</th><th data-sort-col="5">Images</th><th>Owner</th><th data-sort-col="7">First seen</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>
+<div class="queue-wrap"><section class="card queue"><table class="grid" id="queue"><thead><tr>{h_sev}{h_prio}{h_vuln}<th>Package</th>{h_repo}{h_images}<th>Owner</th>{h_first}<th>Status</th></tr></thead><tbody>{rows}</tbody></table>
 <div class="pager"><span class="muted">{shown} shown of {total}</span>{pager}</div></section>
 <aside class="card panel" id="panel" hidden></aside></div>"#,
             csv = export("csv", "Export CSV"),
             json = export("json", "JSON"),
             sarif = export("sarif", "SARIF"),
             shown = page.items.len(),
-            total = everything.len(),
+            total = summary.total,
+            h_sev = sort_header(&query, sort, SortKey::Severity, "Severity"),
+            h_prio = sort_header(&query, sort, SortKey::Priority, "Priority"),
+            h_vuln = sort_header(&query, sort, SortKey::Vulnerability, "Vulnerability"),
+            h_repo = sort_header(&query, sort, SortKey::Repository, "Repository"),
+            h_images = sort_header(&query, sort, SortKey::Images, "Images"),
+            h_first = sort_header(&query, sort, SortKey::FirstSeen, "First seen"),
         );
         Ok(layout("Active issues", "issues", &caller, &body))
     }
@@ -865,23 +883,34 @@ pub(crate) async fn issues(
     page(&caller, result)
 }
 
+/// A column header that sorts the queue on the server: a link to the first page in this
+/// column's order, reversing it when the column already sorts the queue.
+fn sort_header(query: &IssueQuery, current: IssueSort, key: SortKey, label: &str) -> String {
+    let descending = if current.key == key {
+        !current.descending
+    } else {
+        // Worst, newest and most widespread first; names alphabetically.
+        !matches!(key, SortKey::Vulnerability | SortKey::Repository)
+    };
+    let mut q = query.clone();
+    q.sort = Some(IssueSort { key, descending }.to_string());
+    let (dir, aria) = match (current.key == key, current.descending) {
+        (false, _) => (String::new(), "none"),
+        (true, true) => (r#" data-dir="desc""#.to_owned(), "descending"),
+        (true, false) => (r#" data-dir="asc""#.to_owned(), "ascending"),
+    };
+    format!(
+        r#"<th class="sort" aria-sort="{aria}" data-sort-key="{key}"{dir}><a href="/issues?{qs}">{label}</a></th>"#,
+        key = key.as_str(),
+        qs = esc(&query_string(&q, None)),
+    )
+}
+
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
         .unwrap_or_default()
-}
-
-fn severity_rank(level: &str) -> u8 {
-    match level {
-        "critical" => 6,
-        "high" => 5,
-        "medium" => 4,
-        "low" => 3,
-        "informational" => 2,
-        "unknown" => 1,
-        _ => 0,
-    }
 }
 
 /// One severity factor as a sentence: its reason, the change it made and its evidence.

@@ -20,6 +20,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/connections"),
     ("POST", "/api/v1/connections"),
     ("GET", "/api/v1/connections/{name}"),
+    ("DELETE", "/api/v1/connections/{name}"),
     ("POST", "/api/v1/connections/{name}/verify"),
     ("GET", "/api/v1/connections/{name}/locations"),
     ("PUT", "/api/v1/connections/{name}/locations"),
@@ -63,7 +64,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/connections",
             get(api::connections).post(api::create_connection),
         )
-        .route("/api/v1/connections/{name}", get(api::connection))
+        .route(
+            "/api/v1/connections/{name}",
+            get(api::connection).delete(api::delete_connection),
+        )
         .route("/api/v1/connections/{name}/verify", post(api::verify))
         .route(
             "/api/v1/connections/{name}/locations",

@@ -47,6 +47,24 @@ impl Scans {
         })
     }
 
+    /// Forgets the last scan of `name`, unless it is running; `false` if it is.
+    pub(crate) fn forget(&self, name: &str) -> bool {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = map.get(name).is_some_and(|s| {
+            s.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .state
+                == "running"
+        });
+        if !running {
+            map.remove(name);
+        }
+        !running
+    }
+
     /// Registers a new running scan of `name`, unless one is running already.
     fn begin(&self, name: &str) -> Option<Shared> {
         let mut map = self

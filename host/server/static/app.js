@@ -1,6 +1,6 @@
 // Keelson's page behaviour: forms that call the JSON API, the locations picker, live scan
-// progress, the issue panel and table sorting. Server-rendered HTML comes in escaped; anything
-// built here uses textContent.
+// progress, the issue panel and deleting a connection (the queue sorts on the server).
+// Server-rendered HTML comes in escaped; anything built here uses textContent.
 (function () {
   "use strict";
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
@@ -52,6 +52,8 @@
       saveLocations(t);
     } else if (action === "scan") {
       startScan(t);
+    } else if (action === "delete-connection") {
+      deleteConnection(t);
     } else if (action === "close-panel") {
       $("#panel").hidden = true;
       $all("tr.selected").forEach(function (r) { r.classList.remove("selected"); });
@@ -191,6 +193,20 @@
     });
   }
 
+  function deleteConnection(button) {
+    var question = "Delete connection \u201c" + connName + "\u201d? Its scans stop and its issues leave the queue; " +
+      "its history stays in the audit log and its stored secrets are wiped.";
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    api("DELETE", connUrl("")).then(function (res) {
+      if (res.ok) { location.href = "/connectors"; return; }
+      button.disabled = false;
+      var out = $("#verify-result");
+      out.className = "verify-result bad";
+      out.textContent = "\u2718 " + errorText(res);
+    });
+  }
+
   function startScan(button) {
     var box = $("#scan-progress");
     box.hidden = false;
@@ -278,29 +294,4 @@
       s.addEventListener("change", function () { filters.submit(); });
     });
   }
-
-  $all("table.sortable th[data-sort-col]").forEach(function (th) {
-    th.classList.add("sort");
-    th.addEventListener("click", function () {
-      var col = parseInt(th.getAttribute("data-sort-col"), 10);
-      var tbody = th.closest("table").tBodies[0];
-      var rows = $all("tr.issue-row", tbody);
-      var desc = th.getAttribute("data-dir") !== "desc";
-      $all("th", th.parentNode).forEach(function (h) { h.removeAttribute("data-dir"); });
-      th.setAttribute("data-dir", desc ? "desc" : "asc");
-      function key(r) {
-        var c = r.cells[col];
-        var v = c.getAttribute("data-sort");
-        if (v === null) v = c.textContent.trim();
-        var n = Number(v);
-        return isNaN(n) || v === "" ? v.toLowerCase() : n;
-      }
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        var r = x < y ? -1 : x > y ? 1 : 0;
-        return desc ? -r : r;
-      });
-      rows.forEach(function (r) { tbody.appendChild(r); });
-    });
-  });
 })();

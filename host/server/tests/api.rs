@@ -103,6 +103,9 @@ impl Backend for Hostile {
             }
         })
     }
+    fn declared_in(&self, name: &str) -> Option<String> {
+        (name == "declared").then(|| "plugins.toml".to_owned())
+    }
     fn verify(&self, _name: String) -> BoxFuture<'_, Result<Account, BackendError>> {
         Box::pin(async { Err(BackendError::Failed(format!("cannot reach {IMG}"))) })
     }
@@ -239,15 +242,7 @@ async fn start() -> Server {
             .unwrap();
         tokens.push(token);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server_store = Store::open(&db).unwrap();
-    let state = AppState::new(ServerConfig::new(addr), server_store, Arc::new(Hostile));
-    tokio::spawn(keelson_server::serve(
-        state,
-        listener,
-        std::future::pending(),
-    ));
+    let addr = serve_db(&db).await;
     Server {
         addr,
         db,
@@ -256,6 +251,21 @@ async fn start() -> Server {
         operator: tokens[1].clone(),
         viewer: tokens[2].clone(),
     }
+}
+
+/// Starts a server on a fresh port over the store at `db`: a new process as far as the server's
+/// state goes.
+async fn serve_db(db: &std::path::Path) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_store = Store::open(db).unwrap();
+    let state = AppState::new(ServerConfig::new(addr), server_store, Arc::new(Hostile));
+    tokio::spawn(keelson_server::serve(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    addr
 }
 
 /// A response: status, headers (lowercase names) and body.
@@ -947,4 +957,378 @@ async fn paging_is_stable_under_concurrent_ingest() {
         before.is_subset(&unique),
         "every issue present at the start is seen once"
     );
+}
+
+/// GETs `path` with the viewer's token; the JSON body.
+async fn get_json(s: &Server, path: &str) -> Value {
+    let reply = send(
+        s.addr,
+        "GET",
+        path,
+        &[("Authorization", &bearer(&s.viewer))],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    reply.json()
+}
+
+fn ids_of(page: &Value) -> Vec<i64> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_connection_retires_it_and_frees_its_name() {
+    let s = start().await;
+    let delete = |token: String, name: &'static str| {
+        let addr = s.addr;
+        async move {
+            send(
+                addr,
+                "DELETE",
+                &format!("/api/v1/connections/{name}"),
+                &[("Authorization", &bearer(&token))],
+                "",
+            )
+            .await
+        }
+    };
+    for token in [s.viewer.clone(), s.operator.clone()] {
+        let reply = delete(token, "prod").await;
+        assert_eq!((reply.status, reply.code().as_str()), (403, "forbidden"));
+    }
+    let declared = delete(s.admin.clone(), "declared").await;
+    assert_eq!(
+        (declared.status, declared.code().as_str()),
+        (409, "declared")
+    );
+    assert!(
+        declared.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("remove its `[[connection]]` there"),
+        "{}",
+        declared.body
+    );
+    assert_eq!(
+        get_json(&s, "/api/v1/issues").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        12
+    );
+    let reply = delete(s.admin.clone(), "prod").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Gone from lists, the queue, the summary and exports; asking for it again finds nothing.
+    assert!(
+        get_json(&s, "/api/v1/connections").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ids_of(&get_json(&s, "/api/v1/issues?status=all").await).is_empty());
+    assert_eq!(get_json(&s, "/api/v1/compliance").await["open_issues"], 0);
+    assert_eq!(get_json(&s, "/api/v1/exports/json").await, json!([]));
+    let again = delete(s.admin.clone(), "prod").await;
+    assert_eq!((again.status, again.code().as_str()), (404, "not_found"));
+    let scan = send(
+        s.addr,
+        "POST",
+        "/api/v1/connections/prod/scan",
+        &[("Authorization", &bearer(&s.operator))],
+        "",
+    )
+    .await;
+    assert_eq!(scan.status, 404, "{}", scan.body);
+    // The admin is on record, and the name can be used again by a new connection.
+    let mut store = Store::open(&s.db).unwrap();
+    let kinds: Vec<String> = store
+        .events_by_actor("token:admin", 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    assert!(
+        kinds.contains(&"connection-retired".to_owned()),
+        "{kinds:?}"
+    );
+    store
+        .save_connection(&ConnectionSpec::new("prod", "hostile"), &keys(), "test")
+        .unwrap();
+    let listed = get_json(&s, "/api/v1/connections").await;
+    assert_eq!(listed["items"][0]["name"], "prod");
+    assert!(
+        listed["items"][0]["last_run"].is_null(),
+        "a fresh connection has no runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_filters_run_in_sql_so_pages_are_full_and_end_exactly() {
+    let s = start().await;
+    // Without enrichment the priority is the severity: critical and low are 3 issues each.
+    let first = get_json(&s, "/api/v1/issues?priority=critical,low&limit=4").await;
+    assert_eq!(ids_of(&first).len(), 4, "a full page");
+    let next = first["next"].as_str().expect("a next page").to_owned();
+    let second = get_json(
+        &s,
+        &format!("/api/v1/issues?priority=critical,low&limit=4&after={next}"),
+    )
+    .await;
+    assert_eq!(ids_of(&second).len(), 2);
+    assert!(second["next"].is_null(), "no cursor after the last page");
+    let both: BTreeSet<i64> = ids_of(&first).into_iter().chain(ids_of(&second)).collect();
+    assert_eq!(both.len(), 6);
+    // A page that holds exactly the rest has no `next` either.
+    let exact = get_json(&s, "/api/v1/issues?priority=critical&limit=3").await;
+    assert_eq!(ids_of(&exact).len(), 3);
+    assert!(exact["next"].is_null(), "{exact}");
+    for item in exact["items"].as_array().unwrap() {
+        assert_eq!(item["priority"], "critical");
+    }
+    assert!(ids_of(&get_json(&s, "/api/v1/issues?team=nobody").await).is_empty());
+    assert!(ids_of(&get_json(&s, "/api/v1/issues?sla=breached").await).is_empty());
+    assert_eq!(
+        ids_of(&get_json(&s, "/api/v1/issues?sla=none").await).len(),
+        12
+    );
+    let bad = send(
+        s.addr,
+        "GET",
+        "/api/v1/issues?sla=late",
+        &[("Authorization", &bearer(&s.viewer))],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.json()["error"]["field"].as_str()),
+        (400, Some("sla"))
+    );
+}
+
+/// The value an issue is sorted by, comparable as text.
+fn sort_value(item: &Value, key: &str) -> String {
+    let rank = |level: &str| {
+        [
+            "unknown",
+            "informational",
+            "low",
+            "medium",
+            "high",
+            "critical",
+        ]
+        .iter()
+        .position(|l| *l == level)
+        .unwrap()
+        .to_string()
+    };
+    let text = |k: &str| item[k].as_str().unwrap().to_owned();
+    match key {
+        "severity" | "priority" => rank(&text(key)),
+        "images" => format!("{:04}", item["images"].as_array().unwrap().len()),
+        "repository" => format!("{} {}", text("repository"), text("registry")),
+        "vulnerability" => text("vulnerability_id"),
+        other => text(other),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sort_pages_in_order_under_concurrent_ingest() {
+    let s = start().await;
+    let mut writer = Store::open(&s.db).unwrap();
+    // Some issues in several images, so the image counts differ.
+    ingest(
+        &mut writer,
+        &[
+            finding(
+                "web",
+                &format!("sha256:{:064x}", 500),
+                "CVE-2024-1000",
+                Severity::Critical,
+            ),
+            finding(
+                "web",
+                &format!("sha256:{:064x}", 501),
+                "CVE-2024-1000",
+                Severity::Critical,
+            ),
+            finding(
+                "api",
+                &format!("sha256:{:064x}", 502),
+                "CVE-2024-1001",
+                Severity::High,
+            ),
+        ],
+    );
+    let mut added = 0;
+    for sort in [
+        "severity",
+        "-first_seen",
+        "repository",
+        "-images",
+        "vulnerability",
+        "-last_seen",
+    ] {
+        let (descending, key) = match sort.strip_prefix('-') {
+            Some(k) => (true, k),
+            None => (false, sort),
+        };
+        let before: BTreeSet<i64> = writer
+            .issues(&keelson_store::IssueFilter::default())
+            .unwrap()
+            .iter()
+            .map(|i| i.id.0)
+            .collect();
+        let mut seen: Vec<Value> = Vec::new();
+        let mut after = String::new();
+        for page in 0.. {
+            let body = get_json(
+                &s,
+                &format!("/api/v1/issues?sort={sort}&limit=4&after={after}"),
+            )
+            .await;
+            seen.extend(body["items"].as_array().unwrap().iter().cloned());
+            // Between pages, a scan adds issues that sort anywhere.
+            added += 1;
+            let sev = [Severity::Critical, Severity::Low, Severity::High][added % 3];
+            ingest(
+                &mut writer,
+                &[finding(
+                    ["api", "web", "jobs"][added % 3],
+                    &format!("sha256:{:064x}", 900 + added),
+                    &format!("CVE-2025-{added:04}"),
+                    sev,
+                )],
+            );
+            match body["next"].as_str() {
+                Some(next) => {
+                    after = percent_encoding::utf8_percent_encode(
+                        next,
+                        percent_encoding::NON_ALPHANUMERIC,
+                    )
+                    .to_string();
+                }
+                None => break,
+            }
+            assert!(page < 30, "{sort}: paging must end");
+        }
+        let ids: Vec<i64> = seen.iter().map(|i| i["id"].as_i64().unwrap()).collect();
+        let unique: BTreeSet<i64> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "{sort}: no issue twice: {ids:?}");
+        assert!(
+            before.is_subset(&unique),
+            "{sort}: every issue present at the start is seen"
+        );
+        for pair in seen.windows(2) {
+            let (x, y) = (sort_value(&pair[0], key), sort_value(&pair[1], key));
+            let ordered = if descending { x >= y } else { x <= y };
+            assert!(ordered, "{sort}: `{x}` before `{y}`");
+            if x == y {
+                assert!(
+                    pair[0]["id"].as_i64() < pair[1]["id"].as_i64(),
+                    "{sort}: ties by id"
+                );
+            }
+        }
+    }
+    // A cursor of one order does not continue another.
+    let page = get_json(&s, "/api/v1/issues?sort=images&limit=2").await;
+    let next = page["next"].as_str().unwrap();
+    let mixed = send(
+        s.addr,
+        "GET",
+        &format!("/api/v1/issues?sort=severity&after={next}"),
+        &[("Authorization", &bearer(&s.viewer))],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (mixed.status, mixed.json()["error"]["field"].as_str()),
+        (400, Some("after"))
+    );
+    // The page's column headers are server-side sort links.
+    let (cookie, _) = session(&s, &s.viewer).await;
+    let html = send(
+        s.addr,
+        "GET",
+        "/issues?sort=-images",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert!(
+        html.body
+            .contains(r#"data-sort-key="images" data-dir="desc"><a href="/issues?sort=images""#),
+        "{}",
+        html.body
+    );
+    assert!(
+        html.body
+            .contains(r#"<a href="/issues?sort=%2Dseverity">Severity</a>"#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_and_end_with_their_token() {
+    let s = start().await;
+    let (cookie, csrf) = session(&s, &s.operator).await;
+    let (other, _) = session(&s, &s.operator).await;
+    // Another server over the same store: what a restart of `keelson serve` leaves.
+    let restarted = serve_db(&s.db).await;
+    let me = send(restarted, "GET", "/api/v1/me", &[("Cookie", &cookie)], "").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["name"], "operator");
+    // The CSRF token survived too: a change from the page still works after the restart.
+    let id = first_issue_id(&s);
+    let origin = format!("http://{restarted}");
+    let suppress = send(
+        restarted,
+        "POST",
+        &format!("/api/v1/issues/{id}/suppression"),
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Origin", &origin),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"reason":"accepted after the restart"}"#,
+    )
+    .await;
+    assert_eq!(suppress.status, 200, "{}", suppress.body);
+    // Signing out ends the session on every server.
+    let out = send(
+        restarted,
+        "DELETE",
+        "/api/v1/session",
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Origin", &origin),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    let gone = send(s.addr, "GET", "/api/v1/me", &[("Cookie", &cookie)], "").await;
+    assert_eq!(gone.status, 401);
+    // Revoking the token ends its other sessions at once.
+    assert_eq!(
+        send(s.addr, "GET", "/api/v1/me", &[("Cookie", &other)], "")
+            .await
+            .status,
+        200
+    );
+    Store::open(&s.db)
+        .unwrap()
+        .revoke_token("operator", "test")
+        .unwrap();
+    for addr in [s.addr, restarted] {
+        let reply = send(addr, "GET", "/api/v1/me", &[("Cookie", &other)], "").await;
+        assert_eq!(reply.status, 401, "{}", reply.body);
+    }
 }

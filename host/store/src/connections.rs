@@ -142,7 +142,7 @@ impl Store {
     pub fn connection(&self, name: &str) -> Result<Option<StoredConnection>> {
         let row = self
             .conn
-            .prepare_cached("SELECT id, name, plugin, settings, created_at, updated_at FROM connections WHERE name = ?1")?
+            .prepare_cached("SELECT id, name, plugin, settings, created_at, updated_at FROM connections WHERE name = ?1 AND retired_at IS NULL")?
             .query_row([name], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
@@ -177,11 +177,11 @@ impl Store {
         }))
     }
 
-    /// Every connection, by name.
+    /// Every connection that is not retired, by name.
     pub fn connections(&self) -> Result<Vec<StoredConnection>> {
         let names: Vec<String> = self
             .conn
-            .prepare_cached("SELECT name FROM connections ORDER BY name")?
+            .prepare_cached("SELECT name FROM connections WHERE retired_at IS NULL ORDER BY name")?
             .query_map([], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::with_capacity(names.len());
@@ -337,9 +337,99 @@ impl Store {
         Ok(out)
     }
 
+    /// Retires connection `name` as `actor`: what deleting a connection means, since its runs,
+    /// findings and events must stay. Its sealed secrets are overwritten and dropped, it leaves
+    /// [`Store::connections`], scans and the queue, and its name is free again (the row is
+    /// renamed `NAME#retired-ID`). Refused while a live process scans it.
+    pub fn retire_connection(&mut self, name: &str, actor: &str) -> Result<ConnectionId> {
+        // With secure_delete, SQLite zeroes the cells it frees, so the old ciphertext does not
+        // linger in the file's free pages either.
+        let secure: i64 = self
+            .conn
+            .query_row("PRAGMA secure_delete", [], |row| row.get(0))?;
+        self.conn.pragma_update(None, "secure_delete", true)?;
+        let retired = self.retire(name, actor);
+        self.conn.pragma_update(None, "secure_delete", secure)?;
+        if retired.is_ok() {
+            // The WAL still holds the frames that wrote the secret; copy the zeroed pages back
+            // and empty it. Best effort: a concurrent reader may keep it, and a later
+            // checkpoint finishes the job.
+            let _busy: rusqlite::Result<i64> =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0));
+        }
+        retired
+    }
+
+    fn retire(&mut self, name: &str, actor: &str) -> Result<ConnectionId> {
+        let Store { conn, owner } = self;
+        // The same write lock `begin_run` takes: no scan can start between the check and the end.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let at = now(&tx)?;
+        let id = tx
+            .query_row(
+                "SELECT id FROM connections WHERE name = ?1 AND retired_at IS NULL",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()?
+            .map(ConnectionId)
+            .ok_or_else(|| Error::UnknownConnection(name.to_owned()))?;
+        let running: Option<(i64, Option<String>)> = tx
+            .query_row(
+                "SELECT id, owner FROM scan_runs WHERE connection_id = ?1 AND status = 'running'",
+                [id.0],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((run, run_owner)) = running
+            && owner.liveness(run_owner.as_deref()) == crate::owner::Liveness::Alive
+        {
+            return Err(Error::AlreadyRunning {
+                connection: name.to_owned(),
+                run: crate::RunId(run),
+            });
+        }
+        let secrets: Vec<String> = tx
+            .prepare("SELECT key FROM connection_secrets WHERE connection_id = ?1 ORDER BY key")?
+            .query_map([id.0], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        // Overwrite in place first, then drop the rows.
+        tx.execute(
+            "UPDATE connection_secrets SET ciphertext = zeroblob(length(ciphertext)),
+                 nonce = zeroblob(length(nonce)), key_id = 'wiped', updated_at = ?2
+             WHERE connection_id = ?1",
+            params![id.0, at],
+        )?;
+        tx.execute(
+            "DELETE FROM connection_secrets WHERE connection_id = ?1",
+            [id.0],
+        )?;
+        let retired_name: String = tx.query_row(
+            "UPDATE connections SET retired_at = ?2, updated_at = ?2, name = name || '#retired-' || id
+             WHERE id = ?1 RETURNING name",
+            params![id.0, at],
+            |row| row.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO events (at, kind, connection_id, actor, field, old_value, new_value)
+             VALUES (?1, 'connection-retired', ?2, ?3, 'name', ?4, ?5)",
+            params![at, id.0, actor, name, retired_name],
+        )?;
+        if !secrets.is_empty() {
+            tx.execute(
+                "INSERT INTO events (at, kind, connection_id, actor, field, old_value)
+                 VALUES (?1, 'secrets-wiped', ?2, ?3, 'secrets', ?4)",
+                params![at, id.0, actor, to_json(&secrets)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
     pub(crate) fn connection_id(&self, name: &str) -> Result<ConnectionId> {
         self.conn
-            .prepare_cached("SELECT id FROM connections WHERE name = ?1")?
+            .prepare_cached("SELECT id FROM connections WHERE name = ?1 AND retired_at IS NULL")?
             .query_row([name], |row| row.get(0))
             .optional()?
             .map(ConnectionId)
@@ -374,6 +464,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use keelson_core::ScanScope;
     use secrecy::ExposeSecret;
 
     use super::*;
@@ -439,6 +530,81 @@ mod tests {
         ));
         let secrets = store.connection_secrets("prod", &both).unwrap();
         assert_eq!(secrets["client-secret"].expose_secret(), "hunter2-canary");
+    }
+
+    #[test]
+    fn retiring_hides_the_connection_wipes_secrets_and_frees_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("k.db");
+        let mut store = Store::open(&db).unwrap();
+        let keys = Keyring::new(MasterKey::generate("k1").unwrap());
+        let first = store.save_connection(&spec(), &keys, "alice").unwrap();
+        let ciphertext: Vec<u8> = store
+            .conn
+            .query_row(
+                "SELECT ciphertext FROM connection_secrets WHERE connection_id = ?1",
+                [first.0],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(ciphertext.len() >= 14, "long enough to search for");
+        let run = store
+            .begin_run("prod", crate::RunTrigger::Manual, &ScanScope::default())
+            .unwrap();
+        // A live scan keeps the connection.
+        assert!(matches!(
+            store.retire_connection("prod", "bob"),
+            Err(Error::AlreadyRunning { connection, .. }) if connection == "prod"
+        ));
+        store
+            .finish_run(run, &crate::RunOutcome::Complete, &[])
+            .unwrap();
+        assert_eq!(store.retire_connection("prod", "bob").unwrap(), first);
+        assert!(store.connection("prod").unwrap().is_none());
+        assert!(store.connection("prod#retired-1").unwrap().is_none());
+        assert!(store.connections().unwrap().is_empty());
+        assert!(matches!(
+            store.begin_run("prod", crate::RunTrigger::Manual, &ScanScope::default()),
+            Err(Error::UnknownConnection(n)) if n == "prod"
+        ));
+        assert!(matches!(
+            store.retire_connection("prod", "bob"),
+            Err(Error::UnknownConnection(_))
+        ));
+        let left: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM connection_secrets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        let (kind, actor, old): (String, String, String) = store
+            .conn
+            .query_row(
+                "SELECT kind, actor, old_value FROM events WHERE connection_id = ?1 AND kind = 'connection-retired'",
+                [first.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (kind.as_str(), actor.as_str(), old.as_str()),
+            ("connection-retired", "bob", "prod")
+        );
+        // The name is free again, for a new row; the old one keeps its runs.
+        let second = store.save_connection(&spec(), &keys, "alice").unwrap();
+        assert_ne!(first, second);
+        assert_eq!(store.connections().unwrap().len(), 1);
+        assert!(store.runs(Some("prod"), 10).unwrap().is_empty());
+        // Neither the database nor its WAL still holds the retired ciphertext, even while the
+        // store is open (closing it would checkpoint anyway).
+        for file in [db.clone(), dir.path().join("k.db-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !bytes
+                    .windows(ciphertext.len())
+                    .any(|w| w == ciphertext.as_slice()),
+                "ciphertext left in {}",
+                file.display()
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use keelson_core::{Exploitability, ImageContext, ImageRef, Severity};
+use keelson_core::{Exploitability, ImageContext, Severity};
 use keelson_enrich::feeds::{EpssReader, KevCatalog};
 use keelson_enrich::{
     EpssFact, ImageFacts, Input, KevFact, Override, Policy, SuppressionKind, glob_match, time,
@@ -445,30 +445,6 @@ impl Store {
             tx.commit()?;
         }
         Ok(counts)
-    }
-
-    /// The images `run` saw, in id order after `after`, at most `limit`: what to ask the
-    /// connector's `describe-images` about.
-    pub fn run_images(&self, run: RunId, after: i64, limit: usize) -> Result<Vec<(i64, ImageRef)>> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT im.id, rg.name, rp.name, im.digest
-                 FROM images im JOIN repositories rp ON rp.id = im.repository_id JOIN registries rg ON rg.id = rp.registry_id
-                 WHERE im.last_run_id = ?1 AND im.id > ?2 ORDER BY im.id LIMIT ?3",
-            )?
-            .query_map(params![run.0, after, limit as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    ImageRef {
-                        registry: r.get(1)?,
-                        repository: r.get(2)?,
-                        digest: r.get(3)?,
-                    },
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
     }
 
     /// Records what the connector said about images of `run` (a running run); contexts for

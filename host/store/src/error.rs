@@ -57,6 +57,11 @@ pub enum Error {
     #[error("scan run {run} is `{status}`, not running; it takes no more data")]
     RunNotRunning { run: RunId, status: RunStatus },
 
+    #[error(
+        "batch {batch} of what scan run {run} saw is corrupt; the run cannot resolve anything: scan again"
+    )]
+    CorruptSeenBatch { run: RunId, batch: i64 },
+
     #[error("registry `{registry}` is outside the scope requested for scan run {run}")]
     CoverageOutsideScope { run: RunId, registry: String },
 

@@ -2,8 +2,9 @@
 //!
 //! Each call is one `BEGIN IMMEDIATE` transaction over one page, so the scan never holds a whole
 //! tenant in memory and a crash loses at most the page in flight. Upserts use `ON CONFLICT … DO
-//! UPDATE … WHERE <something changed>`, and an unchanged finding gets only its last-seen
-//! bookkeeping written.
+//! UPDATE … WHERE <something changed>`. An unchanged finding's row is not written at all: the
+//! page records the ids it saw in one `run_seen` row (see [`crate::seen`]). Consecutive findings
+//! read from the same source row share one `raw_rows` entry.
 
 use std::collections::{HashMap, HashSet};
 
@@ -148,6 +149,10 @@ struct Page<'c> {
     images: HashMap<(i64, String), i64>,
     issues: HashMap<[String; 5], (i64, bool)>,
     vulnerabilities: HashSet<(String, String)>,
+    /// The last source row stored, to share it with the next findings read from it.
+    last_raw: Option<(String, i64)>,
+    /// Finding ids this page saw.
+    seen: Vec<i64>,
 }
 
 impl<'c> Page<'c> {
@@ -162,6 +167,8 @@ impl<'c> Page<'c> {
             images: HashMap::new(),
             issues: HashMap::new(),
             vulnerabilities: HashSet::new(),
+            last_raw: None,
+            seen: Vec::new(),
         })
     }
 
@@ -424,6 +431,25 @@ impl<'c> Page<'c> {
         Ok(())
     }
 
+    /// The `raw_rows` id of a source row; `None` for an empty one. A connector reports the
+    /// findings of one row one after the other, so comparing with the last row finds the repeats.
+    fn raw(&mut self, raw: &str) -> Result<Option<i64>> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        if let Some((last, id)) = &self.last_raw
+            && last == raw
+        {
+            return Ok(Some(*id));
+        }
+        let id: i64 = self
+            .conn
+            .prepare_cached("INSERT INTO raw_rows (raw) VALUES (?1) RETURNING id")?
+            .query_row([raw], |row| row.get(0))?;
+        self.last_raw = Some((raw.to_owned(), id));
+        Ok(Some(id))
+    }
+
     fn finding(&mut self, source_tool: &str, f: &Finding, counts: &mut IngestCounts) -> Result<()> {
         let image_id = self.image(
             &f.image.registry,
@@ -460,11 +486,12 @@ impl<'c> Page<'c> {
             .optional()?;
         let Some((finding_id, status, old)) = existing else {
             let status = if suppressed { "suppressed" } else { "open" };
+            let raw_id = self.raw(&f.raw)?;
             let finding_id: i64 = self
                 .conn
                 .prepare_cached(
                     "INSERT INTO findings (connection_id, issue_id, image_id, status, severity, package_version,
-                         fixed_version, fix_status, package_kind, ecosystem, source_id, evidence, raw,
+                         fixed_version, fix_status, package_kind, ecosystem, source_id, evidence, raw_id,
                          first_seen, last_seen, first_run_id, last_run_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?15)
                      RETURNING id",
@@ -483,12 +510,13 @@ impl<'c> Page<'c> {
                         new.ecosystem,
                         new.source_id,
                         new.evidence,
-                        f.raw,
+                        raw_id,
                         self.at,
                         self.run
                     ],
                     |row| row.get(0),
                 )?;
+            self.seen.push(finding_id);
             self.event(
                 "created",
                 issue_id,
@@ -499,25 +527,22 @@ impl<'c> Page<'c> {
             return Ok(());
         };
 
+        self.seen.push(finding_id);
         let changes = old.changes(&new);
         let reopen_to =
             (status == "resolved").then_some(if suppressed { "suppressed" } else { "open" });
         if changes.is_empty() && reopen_to.is_none() {
-            // Unchanged: last-seen bookkeeping only, and only once per run.
-            self.conn
-                .prepare_cached(
-                    "UPDATE findings SET last_seen = ?2, last_run_id = ?3 WHERE id = ?1 AND last_run_id IS NOT ?3",
-                )?
-                .execute(params![finding_id, self.at, self.run])?;
+            // Unchanged: the page's `run_seen` batch is all the bookkeeping it needs.
             counts.seen += 1;
             return Ok(());
         }
         let new_status = reopen_to.unwrap_or(&status);
+        let raw_id = self.raw(&f.raw)?;
         self.conn
             .prepare_cached(
                 "UPDATE findings SET status = ?2, severity = ?3, package_version = ?4, fixed_version = ?5,
                      fix_status = ?6, package_kind = ?7, ecosystem = ?8, source_id = ?9, evidence = ?10,
-                     raw = ?11, last_seen = ?12, last_run_id = ?13,
+                     raw = '', raw_id = ?11, last_seen = ?12, last_run_id = ?13,
                      resolved_at = CASE WHEN ?2 = 'resolved' THEN resolved_at END,
                      resolved_run_id = CASE WHEN ?2 = 'resolved' THEN resolved_run_id END
                  WHERE id = ?1",
@@ -533,7 +558,7 @@ impl<'c> Page<'c> {
                 new.ecosystem,
                 new.source_id,
                 new.evidence,
-                f.raw,
+                raw_id,
                 self.at,
                 self.run
             ])?;
@@ -598,6 +623,7 @@ impl Store {
         for finding in findings {
             page.finding(source_tool, finding, &mut counts)?;
         }
+        crate::seen::record(&tx, run, &mut page.seen)?;
         drop(page);
         tx.prepare_cached(
             "UPDATE scan_runs SET findings_new = findings_new + ?2, findings_seen = findings_seen + ?3,

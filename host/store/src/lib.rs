@@ -31,6 +31,8 @@ mod owner;
 mod queue;
 mod runs;
 pub mod secrets;
+mod seen;
+mod sessions;
 mod tokens;
 
 use std::fmt;
@@ -50,10 +52,12 @@ pub use error::{DbError, Error, Result};
 pub use ingest::{IngestCounts, InventoryItem};
 pub use queue::{
     EventRow, FindingDetail, IssueCursor, IssueDetail, IssueFilter, IssueImage, IssueRow,
-    IssueStatus, SlaState, SuppressionInfo, VulnerabilityInfo,
+    IssueSort, IssueStatus, QueueSummary, SlaState, SortCursor, SortKey, SuppressionInfo,
+    VulnerabilityInfo,
 };
 pub use runs::{RunInfo, RunOutcome, RunStatus, RunTrigger};
 pub use secrets::{Keyring, MasterKey};
+pub use sessions::WebSession;
 pub use tokens::{ApiToken, TOKEN_ROLES};
 
 /// How long a writer waits for another writer before SQLite reports busy.

@@ -16,6 +16,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_enrichment.sql"),
     include_str!("../migrations/0003_server.sql"),
+    include_str!("../migrations/0004_retire.sql"),
+    include_str!("../migrations/0005_scale.sql"),
 ];
 
 /// The schema version this build writes.

@@ -246,7 +246,7 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let at = now(&tx)?;
         let connection_id: i64 = tx
-            .prepare_cached("SELECT id FROM connections WHERE name = ?1")?
+            .prepare_cached("SELECT id FROM connections WHERE name = ?1 AND retired_at IS NULL")?
             .query_row([connection], |row| row.get(0))
             .optional()?
             .ok_or_else(|| Error::UnknownConnection(connection.to_owned()))?;
@@ -334,6 +334,7 @@ impl Store {
         if status == RunStatus::Complete {
             resolved = resolve_unseen(&tx, run, state.connection_id, &covered_json, &at)?;
         }
+        crate::seen::forget(&tx, run, state.connection_id)?;
         let images_seen: i64 = tx.query_row(
             "SELECT count(*) FROM images im
              JOIN repositories rp ON rp.id = im.repository_id
@@ -421,22 +422,46 @@ fn resolve_unseen(
     covered_json: &str,
     at: &str,
 ) -> Result<usize> {
-    const UNSEEN: &str = "SELECT f.id FROM findings f JOIN issues i ON i.id = f.issue_id
-        WHERE f.connection_id = ?1 AND f.status = 'open' AND f.last_run_id <> ?2
-          AND i.registry IN (SELECT value FROM json_each(?3))";
+    let seen = crate::seen::SeenSet::load(conn, run)?;
+    // Few findings go away per run, so the ids to resolve are collected in a temporary table that
+    // the two statements below read.
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS unseen (id INTEGER PRIMARY KEY); DELETE FROM temp.unseen;",
+    )?;
+    {
+        let mut open = conn.prepare_cached(
+            "SELECT f.id FROM findings f JOIN issues i ON i.id = f.issue_id
+             WHERE f.connection_id = ?1 AND f.status = 'open'
+               AND i.registry IN (SELECT value FROM json_each(?2))",
+        )?;
+        let mut unseen = conn.prepare_cached("INSERT INTO temp.unseen (id) VALUES (?1)")?;
+        let mut rows = open.query(params![connection_id, covered_json])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            if !seen.contains(id) {
+                unseen.execute([id])?;
+            }
+        }
+    }
+    const UNSEEN: &str = "SELECT id FROM temp.unseen";
     conn.execute(
         &format!(
             "INSERT INTO events (at, kind, connection_id, issue_id, finding_id, run_id, field, old_value, new_value)
-             SELECT ?4, 'resolved', f.connection_id, f.issue_id, f.id, ?2, 'status', 'open', 'resolved'
+             SELECT ?2, 'resolved', f.connection_id, f.issue_id, f.id, ?1, 'status', 'open', 'resolved'
              FROM findings f WHERE f.id IN ({UNSEEN}) ORDER BY f.id"
         ),
-        params![connection_id, run.0, covered_json, at],
+        params![run.0, at],
     )?;
     let resolved = conn.execute(
         &format!(
-            "UPDATE findings SET status = 'resolved', resolved_at = ?4, resolved_run_id = ?2
+            "UPDATE findings SET status = 'resolved', resolved_at = ?2, resolved_run_id = ?1
              WHERE id IN ({UNSEEN})"
         ),
+        params![run.0, at],
+    )?;
+    conn.execute(
+        "UPDATE registries SET last_covered_at = ?4, last_covered_run_id = ?2
+         WHERE connection_id = ?1 AND name IN (SELECT value FROM json_each(?3))",
         params![connection_id, run.0, covered_json, at],
     )?;
     // Inventory that the complete run no longer saw is gone from the source.

@@ -530,13 +530,11 @@ fn connector_context_feeds_the_not_in_use_rule() {
     store
         .ingest_findings(run, TOOL, std::slice::from_ref(&f))
         .unwrap();
-    let images = store.run_images(run, 0, 100).unwrap();
-    assert_eq!(images.len(), 1);
     let saved = store
         .save_image_contexts(
             run,
             &[ImageContext {
-                image: images[0].1.clone(),
+                image: f.image.clone(),
                 tags: vec!["1.0".into()],
                 last_pushed_at: Some("2020-01-01T00:00:00Z".into()),
                 last_pulled_at: None,

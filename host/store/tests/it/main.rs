@@ -7,6 +7,7 @@ mod enrich;
 mod lifecycle;
 mod model;
 mod queue;
+mod rescan;
 mod schema;
 mod secrets;
 
