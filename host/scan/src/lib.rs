@@ -6,14 +6,13 @@
 //! against the store: lease, enumeration, findings and the coverage that decides what a complete
 //! run may resolve ([`run`]). [`Selection`] says which registries and repositories are in scope.
 
+mod feeds;
 pub mod run;
 mod select;
 mod walk;
 
-pub use run::{
-    DESCRIBE_BATCH, NoProgress, Progress, ScanRequest, ScanSummary, Uncovered, scan,
-    scan_with_policy,
-};
+pub use feeds::{DESCRIBE_BATCH, MAX_ENUMERATORS};
+pub use run::{NoProgress, Progress, ScanRequest, ScanSummary, Uncovered, scan, scan_with_policy};
 pub use select::{Selection, check_glob, glob_match};
 pub use walk::{PageSink, PageSource, PagingPolicy, WalkError, walk, walk_pages};
 

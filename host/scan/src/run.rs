@@ -22,10 +22,12 @@
 //! the run is finished, [`scan_with_policy`] re-evaluates the connection's
 //! findings with the operator's [`Policy`] (priority, factors, owner, SLA, controls).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keelson_core::{Finding, ImageRef, Registry, Repository, ScanScope};
+use keelson_core::{Finding, Registry, ScanScope};
 use keelson_enrich::Policy;
 use keelson_runtime::Connection;
 use keelson_store::{
@@ -33,8 +35,10 @@ use keelson_store::{
     Store,
 };
 use serde::Serialize;
+use tokio::sync::mpsc::Receiver;
 
-use crate::{PageSink, PageSource, PagingPolicy, Selection, WalkError, walk, walk_pages};
+use crate::feeds::{self, MAX_ENUMERATORS, Readers, Report};
+use crate::{PagingPolicy, Selection, walk};
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -108,9 +112,6 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 
 /// How many inventory records go into one transaction when a listing is written.
 const INVENTORY_BATCH: usize = 500;
-
-/// Images asked about per `describe-images` call.
-pub const DESCRIBE_BATCH: usize = 100;
 
 /// Runs one scan of `request.connection`. `open` opens the connector (loads the plugin, resolves
 /// secrets, connects); it is called after the lease is taken, and its failure ends the run
@@ -220,8 +221,6 @@ struct RunState {
     findings_kept: u64,
     requests: u64,
     images_described: u64,
-    /// `describe-images` failed once; it is not asked again in this run.
-    describe_failed: bool,
 }
 
 impl RunState {
@@ -252,29 +251,19 @@ struct Ctx<'a> {
     state: &'a mut RunState,
 }
 
-/// Why a sink stopped a walk; the walk itself only carries a message.
+/// Why the run stopped before the readers were done.
 enum Stop {
     Cancelled,
     Store(keelson_store::Error),
 }
-
-const STOPPED: &str = "stopped by the host";
 
 impl Ctx<'_> {
     fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
 
-    /// The walk's error, unless a sink stopped it: then the stop itself.
-    fn walk_failed(err: &WalkError, stop: &mut Option<Stop>) -> Result<String, Stop> {
-        match stop.take() {
-            Some(stop) => Err(stop),
-            None => Ok(err.to_string()),
-        }
-    }
-
-    /// Drives the run with the connector in `slot`, which is lent to the findings reader's task
-    /// and handed back (empty only if that task panicked).
+    /// Drives the run with the connector in `slot`; `open` makes more instances for the readers.
+    /// `slot` is empty afterwards only if the reader that had it panicked or was stopped.
     async fn drive<E: std::fmt::Display>(
         &mut self,
         slot: &mut Option<Connection>,
@@ -330,43 +319,186 @@ impl Ctx<'_> {
                 .ingest_inventory(self.run, chunk)
                 .map_err(Stop::Store)?;
         }
-
         let in_scope = self.state.in_scope.clone();
         if in_scope.is_empty() {
             return Ok(Ended::Done);
         }
-        // Findings come from another budget (Resource Graph, not the registries), so a second
-        // instance reads them from the start and its pages are written between repositories.
-        let mut findings = match open().await {
-            Ok(second) => Some(FindingsFeed::start(second, policy.clone(), &in_scope)),
-            Err(err) => {
-                tracing::info!(error = %err, "no second connector instance; findings are read after the enumeration");
-                None
+
+        // Up to MAX_ENUMERATORS instances enumerate registries (each registry has its own
+        // budget) and one more reads the findings (another budget) from the start. An instance
+        // that cannot be opened only means less parallelism.
+        let mut extra = Vec::new();
+        for _ in 0..in_scope.len().min(MAX_ENUMERATORS) {
+            match open().await {
+                Ok(more) => extra.push(more),
+                Err(err) => {
+                    tracing::info!(error = %err, "fewer connector instances than asked for");
+                    break;
+                }
             }
-        };
-        for registry in &in_scope {
-            if self.cancelled() {
-                return Err(Stop::Cancelled);
+        }
+        let findings_conn = extra.pop();
+        let queue = Arc::new(Mutex::new(
+            in_scope.iter().cloned().collect::<VecDeque<_>>(),
+        ));
+        let describe_failed = Arc::new(AtomicBool::new(false));
+        let (reports, received) = feeds::channel(extra.len() + 2);
+        let mut readers = Readers::default();
+        let first = slot.take().expect("checked above");
+        for conn in std::iter::once(first).chain(extra) {
+            readers.enumerate(
+                conn,
+                Arc::clone(&queue),
+                reports.clone(),
+                policy.clone(),
+                selection.clone(),
+                Arc::clone(&describe_failed),
+            );
+        }
+        let findings_early = findings_conn.is_some();
+        if let Some(conn) = findings_conn {
+            readers.read_findings(conn, &in_scope, reports.clone(), policy.clone());
+        }
+        drop(reports);
+
+        let mut findings_listed = None;
+        let mut received = received;
+        if let Err(stop) = self.write_reports(&mut received, source_tool).await {
+            readers.abort();
+            return Err(stop);
+        }
+        let mut readers = Some(readers);
+        for _ in 0..2 {
+            let Some(running) = readers.take() else { break };
+            for ended in running.join().await {
+                let ended = match ended {
+                    Ok(ended) => ended,
+                    Err(panic) => {
+                        return Ok(Ended::Failed(format!("a connector task failed: {panic}")));
+                    }
+                };
+                if let Some(listed) = ended.findings {
+                    findings_listed = Some(listed);
+                    self.state.requests += ended.conn.requests_sent();
+                } else if slot.is_none() {
+                    *slot = Some(ended.conn);
+                } else {
+                    self.state.requests += ended.conn.requests_sent();
+                }
             }
-            self.enumerate_registry(conn, registry, findings.as_mut(), source_tool)
-                .await?;
+            if findings_early || findings_listed.is_some() {
+                break;
+            }
+            // No instance was free for the findings: the first one reads them now.
+            let Some(conn) = slot.take() else {
+                return Ok(Ended::Failed("the connector is gone".to_owned()));
+            };
+            let (reports, more) = feeds::channel(1);
+            let mut findings = Readers::default();
+            findings.read_findings(conn, &in_scope, reports, policy.clone());
+            received = more;
+            if let Err(stop) = self.write_reports(&mut received, source_tool).await {
+                findings.abort();
+                return Err(stop);
+            }
+            readers = Some(findings);
         }
         if self.cancelled() {
             return Err(Stop::Cancelled);
         }
-        let findings = match findings {
-            Some(feed) => feed,
-            None => match slot.take() {
-                Some(first) => FindingsFeed::start(first, policy.clone(), &in_scope),
-                None => return Ok(Ended::Failed("the connector is gone".to_owned())),
-            },
-        };
-        self.read_findings(findings, slot, source_tool).await
+        match findings_listed {
+            Some(Ok(_)) => Ok(Ended::Done),
+            Some(Err(err)) => {
+                let reason = err.to_string();
+                self.progress.problem("findings", &reason);
+                Ok(Ended::Failed(format!("listing findings failed: {reason}")))
+            }
+            None => Ok(Ended::Failed("the findings were not read".to_owned())),
+        }
+    }
+
+    /// Writes what the readers send until every one of them is done.
+    async fn write_reports(
+        &mut self,
+        received: &mut Receiver<Report>,
+        source_tool: &str,
+    ) -> Result<(), Stop> {
+        while let Some(report) = received.recv().await {
+            if self.cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            self.write(report, source_tool).map_err(Stop::Store)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, report: Report, source_tool: &str) -> Result<(), keelson_store::Error> {
+        match report {
+            Report::Repositories {
+                registry,
+                repositories,
+                deselected,
+            } => {
+                if deselected > 0 {
+                    self.state.uncover(
+                        &registry,
+                        format!("{deselected} of its repositories are deselected"),
+                    );
+                }
+                self.progress
+                    .registry_started(&registry, repositories.len());
+                self.state.repositories += repositories.len() as u64;
+                for chunk in repositories.chunks(INVENTORY_BATCH) {
+                    let items: Vec<InventoryItem> = chunk
+                        .iter()
+                        .cloned()
+                        .map(InventoryItem::Repository)
+                        .collect();
+                    self.store.ingest_inventory(self.run, &items)?;
+                }
+            }
+            Report::Images(images) => {
+                self.state.images += images.len() as u64;
+                let items: Vec<InventoryItem> =
+                    images.into_iter().map(InventoryItem::Image).collect();
+                self.store.ingest_inventory(self.run, &items)?;
+            }
+            Report::RepositoryDone {
+                registry,
+                repository,
+                images,
+            } => self
+                .progress
+                .repository_done(&registry, &repository, images),
+            Report::Unread {
+                registry,
+                what,
+                reason,
+            } => {
+                self.progress.problem(&what, &reason);
+                self.state
+                    .uncover(&registry, format!("listing {what} failed: {reason}"));
+            }
+            Report::Contexts(contexts) => {
+                self.state.images_described +=
+                    self.store.save_image_contexts(self.run, &contexts)? as u64;
+            }
+            Report::DescribeFailed(reason) => {
+                tracing::warn!(run = %self.run, error = %reason, "describe-images failed; image context skipped");
+                self.progress.problem("image context", &reason);
+            }
+            Report::Findings(items) => self.write_findings(items, source_tool)?,
+        }
+        Ok(())
     }
 
     /// Writes one page of findings, kept when their registry is in scope and their repository
     /// selected.
-    fn ingest_findings_page(&mut self, items: Vec<Finding>, source_tool: &str) -> Result<(), Stop> {
+    fn write_findings(
+        &mut self,
+        items: Vec<Finding>,
+        source_tool: &str,
+    ) -> Result<(), keelson_store::Error> {
         let selection = &self.request.selection;
         let read = items.len() as u64;
         let kept: Vec<Finding> = items
@@ -376,252 +508,10 @@ impl Ctx<'_> {
                     && selection.repository_selected(&f.image.registry, &f.image.repository)
             })
             .collect();
-        let counts = self
-            .store
-            .ingest_findings(self.run, source_tool, &kept)
-            .map_err(Stop::Store)?;
+        let counts = self.store.ingest_findings(self.run, source_tool, &kept)?;
         self.state.findings_read += read;
         self.state.findings_kept += kept.len() as u64;
         self.progress.findings_page(read, kept.len() as u64, counts);
         Ok(())
-    }
-
-    /// Writes the findings pages that have already arrived, without waiting for more.
-    fn ingest_ready_findings(
-        &mut self,
-        feed: Option<&mut FindingsFeed>,
-        source_tool: &str,
-    ) -> Result<(), Stop> {
-        let Some(feed) = feed else {
-            return Ok(());
-        };
-        while let Ok(items) = feed.received.try_recv() {
-            self.ingest_findings_page(items, source_tool)?;
-        }
-        Ok(())
-    }
-
-    /// Repositories and images of one registry; failures uncover the registry and move on.
-    async fn enumerate_registry(
-        &mut self,
-        conn: &mut Connection,
-        registry: &str,
-        mut findings: Option<&mut FindingsFeed>,
-        source_tool: &str,
-    ) -> Result<(), Stop> {
-        let request = self.request;
-        let (policy, selection) = (&request.policy, &request.selection);
-        let mut repositories: Vec<Repository> = Vec::new();
-        let mut stop = None;
-        let cancel = self.cancel;
-        let listed = walk(
-            policy,
-            async |p| conn.list_repositories(registry, p).await,
-            |items| {
-                if cancel.load(Ordering::Relaxed) {
-                    stop = Some(Stop::Cancelled);
-                    return Err(STOPPED.to_owned());
-                }
-                repositories.extend(items);
-                Ok(())
-            },
-        )
-        .await;
-        if let Err(err) = listed {
-            let reason = Self::walk_failed(&err, &mut stop)?;
-            self.progress
-                .problem(&format!("repositories of `{registry}`"), &reason);
-            self.state
-                .uncover(registry, format!("listing repositories failed: {reason}"));
-            return Ok(());
-        }
-        let before = repositories.len();
-        repositories
-            .retain(|r| r.registry == registry && selection.repository_selected(registry, &r.name));
-        if repositories.len() < before {
-            self.state.uncover(
-                registry,
-                format!(
-                    "{} of its repositories are deselected",
-                    before - repositories.len()
-                ),
-            );
-        }
-        self.progress.registry_started(registry, repositories.len());
-        self.state.repositories += repositories.len() as u64;
-        for chunk in repositories.chunks(INVENTORY_BATCH) {
-            let items: Vec<InventoryItem> = chunk
-                .iter()
-                .cloned()
-                .map(InventoryItem::Repository)
-                .collect();
-            self.store
-                .ingest_inventory(self.run, &items)
-                .map_err(Stop::Store)?;
-        }
-        // The registry's images, to describe once it is listed: one registry's worth at a time.
-        let mut to_describe: Vec<ImageRef> = Vec::new();
-        for repository in &repositories {
-            let mut images = 0u64;
-            let mut stop = None;
-            let store = &mut *self.store;
-            let run = self.run;
-            let listed = walk(
-                policy,
-                async |p| conn.list_images(registry, &repository.name, p).await,
-                |items| {
-                    if cancel.load(Ordering::Relaxed) {
-                        stop = Some(Stop::Cancelled);
-                        return Err(STOPPED.to_owned());
-                    }
-                    images += items.len() as u64;
-                    to_describe.extend(items.iter().map(|i| i.image_ref.clone()));
-                    let items: Vec<InventoryItem> =
-                        items.into_iter().map(InventoryItem::Image).collect();
-                    store.ingest_inventory(run, &items).map_err(|e| {
-                        stop = Some(Stop::Store(e));
-                        STOPPED.to_owned()
-                    })
-                },
-            )
-            .await;
-            self.state.images += images;
-            if let Err(err) = listed {
-                let reason = Self::walk_failed(&err, &mut stop)?;
-                let what = format!("images of `{registry}/{}`", repository.name);
-                self.progress.problem(&what, &reason);
-                self.state
-                    .uncover(registry, format!("listing {what} failed: {reason}"));
-            }
-            self.progress
-                .repository_done(registry, &repository.name, images);
-            self.ingest_ready_findings(findings.as_deref_mut(), source_tool)?;
-        }
-        self.describe_images(conn, &to_describe).await
-    }
-
-    /// Asks the connector about `images`, a batch at a time, and stores the answers. A connector
-    /// failure ends the asking for the run (the context is a bonus); a store failure stops it.
-    async fn describe_images(
-        &mut self,
-        conn: &mut Connection,
-        images: &[ImageRef],
-    ) -> Result<(), Stop> {
-        for batch in images.chunks(DESCRIBE_BATCH) {
-            if self.state.describe_failed {
-                break;
-            }
-            if self.cancelled() {
-                return Err(Stop::Cancelled);
-            }
-            match conn.describe_images(batch).await {
-                Ok(contexts) => {
-                    self.state.images_described +=
-                        self.store
-                            .save_image_contexts(self.run, &contexts)
-                            .map_err(Stop::Store)? as u64;
-                }
-                Err(err) => {
-                    tracing::warn!(run = %self.run, error = %err, "describe-images failed; image context skipped");
-                    self.progress.problem("image context", &err.to_string());
-                    self.state.describe_failed = true;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the rest of the findings as they arrive and waits for the reader to end; its
-    /// connector is handed back into `slot` (the first instance) or counted (a second one).
-    async fn read_findings(
-        &mut self,
-        mut feed: FindingsFeed,
-        slot: &mut Option<Connection>,
-        source_tool: &str,
-    ) -> Result<Ended, Stop> {
-        let mut stop = None;
-        while let Some(items) = feed.received.recv().await {
-            if self.cancelled() {
-                stop = Some(Stop::Cancelled);
-                break;
-            }
-            if let Err(err) = self.ingest_findings_page(items, source_tool) {
-                stop = Some(err);
-                break;
-            }
-        }
-        // Closing the channel stops the reader at its next page.
-        drop(feed.received);
-        let (conn, listed) = match feed.reader.await {
-            Ok(done) => done,
-            Err(err) => {
-                return match stop {
-                    Some(stop) => Err(stop),
-                    None => Ok(Ended::Failed(format!("the findings reader failed: {err}"))),
-                };
-            }
-        };
-        if slot.is_none() {
-            *slot = Some(conn);
-        } else {
-            self.state.requests += conn.requests_sent();
-        }
-        if let Some(stop) = stop {
-            return Err(stop);
-        }
-        match listed {
-            Ok(_) => Ok(Ended::Done),
-            Err(err) => {
-                let reason = err.to_string();
-                self.progress.problem("findings", &reason);
-                Ok(Ended::Failed(format!("listing findings failed: {reason}")))
-            }
-        }
-    }
-}
-
-/// Findings read by a task of their own: a connector instance pages through `list-findings`
-/// (plugin and network on one core) while the run writes pages to the store (on the other).
-/// The channel holds one page, so a slow store slows the reader instead of piling pages up.
-struct FindingsFeed {
-    received: tokio::sync::mpsc::Receiver<Vec<Finding>>,
-    reader: tokio::task::JoinHandle<(Connection, Result<u64, WalkError>)>,
-}
-
-impl FindingsFeed {
-    fn start(conn: Connection, policy: PagingPolicy, in_scope: &[String]) -> Self {
-        let (mut pages, received) = tokio::sync::mpsc::channel::<Vec<Finding>>(1);
-        let mut reader = FindingsReader {
-            conn,
-            scope: ScanScope {
-                registries: in_scope.to_vec(),
-            },
-        };
-        let reader = tokio::spawn(async move {
-            let listed = walk_pages(&policy, &mut reader, &mut pages).await;
-            (reader.conn, listed)
-        });
-        Self { received, reader }
-    }
-}
-
-/// The connector, lent to the task that reads the findings of `scope`.
-struct FindingsReader {
-    conn: Connection,
-    scope: ScanScope,
-}
-
-impl PageSource<Finding> for FindingsReader {
-    async fn fetch(
-        &mut self,
-        request: keelson_runtime::PageRequest,
-    ) -> Result<keelson_core::Page<Finding>, keelson_runtime::Error> {
-        self.conn.list_findings(&self.scope, request).await
-    }
-}
-
-impl PageSink<Finding> for tokio::sync::mpsc::Sender<Vec<Finding>> {
-    async fn accept(&mut self, items: Vec<Finding>) -> Result<(), String> {
-        self.send(items).await.map_err(|_| STOPPED.to_owned())
     }
 }

@@ -1,0 +1,349 @@
+//! The reading half of a run: tasks that each own a connector instance and send what they read
+//! to the run, which alone writes to the store.
+//!
+//! Registries are enumerated by up to [`MAX_ENUMERATORS`] instances at once, each taking the next
+//! registry from a shared queue (every registry has its own ACR budget), and the findings are read
+//! by one more instance from the start (Resource Graph is another budget). The plugin work of
+//! these tasks runs on other cores than the store's writes. The channel is bounded, so a slow
+//! store slows the readers instead of piling pages up in memory.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use keelson_core::{Finding, Image, ImageContext, ImageRef, Page, Repository, ScanScope};
+use keelson_runtime::{Connection, PageRequest};
+use tokio::sync::mpsc::Sender;
+use tokio::task::JoinHandle;
+
+use crate::{PageSink, PageSource, PagingPolicy, Selection, WalkError, walk_pages};
+
+/// Connector instances enumerating registries at once.
+pub const MAX_ENUMERATORS: usize = 4;
+
+/// Pages in flight between the readers and the store, per reader.
+const PAGES_IN_FLIGHT: usize = 2;
+
+/// Images asked about per `describe-images` call.
+pub const DESCRIBE_BATCH: usize = 100;
+
+/// What a reader tells the run, in the order it read it.
+pub(crate) enum Report {
+    /// A registry's selected repositories; `deselected` were left out by the selection.
+    Repositories {
+        registry: String,
+        repositories: Vec<Repository>,
+        deselected: usize,
+    },
+    /// One page of a repository's images.
+    Images(Vec<Image>),
+    /// A repository's images were read (`images` of them).
+    RepositoryDone {
+        registry: String,
+        repository: String,
+        images: u64,
+    },
+    /// Part of a registry could not be read: `what`, and why.
+    Unread {
+        registry: String,
+        what: String,
+        reason: String,
+    },
+    /// What the connector said about images it listed.
+    Contexts(Vec<ImageContext>),
+    /// `describe-images` failed; no reader asks again in this run.
+    DescribeFailed(String),
+    /// One page of findings.
+    Findings(Vec<Finding>),
+}
+
+/// How a reader task ended: its connector (to count its requests) and, for the findings reader,
+/// how the listing ended.
+pub(crate) struct Ended {
+    pub(crate) conn: Connection,
+    pub(crate) findings: Option<Result<u64, WalkError>>,
+}
+
+/// The reader tasks of a run.
+#[derive(Default)]
+pub(crate) struct Readers {
+    tasks: Vec<JoinHandle<Ended>>,
+}
+
+impl Readers {
+    /// Starts an enumerator on `conn` taking registries from `queue`.
+    pub(crate) fn enumerate(
+        &mut self,
+        conn: Connection,
+        queue: Arc<Mutex<VecDeque<String>>>,
+        reports: Sender<Report>,
+        policy: PagingPolicy,
+        selection: Selection,
+        describe_failed: Arc<AtomicBool>,
+    ) {
+        self.tasks.push(tokio::spawn(async move {
+            let mut enumerator = Enumerator {
+                conn,
+                reports,
+                policy,
+                selection,
+                describe_failed,
+            };
+            loop {
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop_front();
+                let Some(registry) = next else { break };
+                if enumerator.registry(&registry).await.is_err() {
+                    break;
+                }
+            }
+            Ended {
+                conn: enumerator.conn,
+                findings: None,
+            }
+        }));
+    }
+
+    /// Starts the findings reader on `conn` for the registries in `in_scope`.
+    pub(crate) fn read_findings(
+        &mut self,
+        conn: Connection,
+        in_scope: &[String],
+        reports: Sender<Report>,
+        policy: PagingPolicy,
+    ) {
+        let mut reader = FindingsReader {
+            conn,
+            scope: ScanScope {
+                registries: in_scope.to_vec(),
+            },
+        };
+        self.tasks.push(tokio::spawn(async move {
+            let mut sink = ReportSink {
+                reports: &reports,
+                wrap: Report::Findings,
+            };
+            let listed = walk_pages(&policy, &mut reader, &mut sink).await;
+            Ended {
+                conn: reader.conn,
+                findings: Some(listed),
+            }
+        }));
+    }
+
+    /// Waits for every reader to end. A task that panicked is reported by its message.
+    pub(crate) async fn join(self) -> Vec<Result<Ended, String>> {
+        let mut ended = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks {
+            ended.push(task.await.map_err(|e| e.to_string()));
+        }
+        ended
+    }
+
+    /// Stops every reader now (a cancelled or failed run does not wait for their pages).
+    pub(crate) fn abort(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The channel for `readers` reader tasks.
+pub(crate) fn channel(readers: usize) -> (Sender<Report>, tokio::sync::mpsc::Receiver<Report>) {
+    tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * readers.max(1))
+}
+
+/// The run stopped listening.
+struct Closed;
+
+struct Enumerator {
+    conn: Connection,
+    reports: Sender<Report>,
+    policy: PagingPolicy,
+    selection: Selection,
+    describe_failed: Arc<AtomicBool>,
+}
+
+async fn send(reports: &Sender<Report>, report: Report) -> Result<(), Closed> {
+    reports.send(report).await.map_err(|_| Closed)
+}
+
+impl Enumerator {
+    /// Repositories and images of one registry, then what the connector says about them.
+    /// Failures are reported and the registry is left; `Err` only when the run stopped listening.
+    async fn registry(&mut self, registry: &str) -> Result<(), Closed> {
+        let mut repositories = Vec::new();
+        let mut source = Repositories {
+            conn: &mut self.conn,
+            registry,
+        };
+        let listed = walk_pages(&self.policy, &mut source, &mut Collect(&mut repositories)).await;
+        if let Err(err) = listed {
+            return send(
+                &self.reports,
+                Report::Unread {
+                    registry: registry.to_owned(),
+                    what: format!("repositories of `{registry}`"),
+                    reason: err.to_string(),
+                },
+            )
+            .await;
+        }
+        let before = repositories.len();
+        repositories.retain(|r: &Repository| {
+            r.registry == registry && self.selection.repository_selected(registry, &r.name)
+        });
+        let names: Vec<String> = repositories.iter().map(|r| r.name.clone()).collect();
+        send(
+            &self.reports,
+            Report::Repositories {
+                registry: registry.to_owned(),
+                deselected: before - repositories.len(),
+                repositories,
+            },
+        )
+        .await?;
+        // The registry's images, described once it is listed: one registry's worth at a time.
+        let mut to_describe: Vec<ImageRef> = Vec::new();
+        for repository in names {
+            let mut source = Images {
+                conn: &mut self.conn,
+                registry,
+                repository: &repository,
+            };
+            let mut sink = ImageSink {
+                reports: &self.reports,
+                images: 0,
+                to_describe: &mut to_describe,
+            };
+            let listed = walk_pages(&self.policy, &mut source, &mut sink).await;
+            let images = sink.images;
+            if let Err(err) = listed {
+                if matches!(err, WalkError::Stopped(_)) {
+                    return Err(Closed);
+                }
+                send(
+                    &self.reports,
+                    Report::Unread {
+                        registry: registry.to_owned(),
+                        what: format!("images of `{registry}/{repository}`"),
+                        reason: err.to_string(),
+                    },
+                )
+                .await?;
+            }
+            send(
+                &self.reports,
+                Report::RepositoryDone {
+                    registry: registry.to_owned(),
+                    repository,
+                    images,
+                },
+            )
+            .await?;
+        }
+        for batch in to_describe.chunks(DESCRIBE_BATCH) {
+            if self.describe_failed.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.conn.describe_images(batch).await {
+                Ok(contexts) => send(&self.reports, Report::Contexts(contexts)).await?,
+                Err(err) => {
+                    self.describe_failed.store(true, Ordering::Relaxed);
+                    send(&self.reports, Report::DescribeFailed(err.to_string())).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Repositories<'a> {
+    conn: &'a mut Connection,
+    registry: &'a str,
+}
+
+impl PageSource<Repository> for Repositories<'_> {
+    async fn fetch(
+        &mut self,
+        request: PageRequest,
+    ) -> Result<Page<Repository>, keelson_runtime::Error> {
+        self.conn.list_repositories(self.registry, request).await
+    }
+}
+
+struct Images<'a> {
+    conn: &'a mut Connection,
+    registry: &'a str,
+    repository: &'a str,
+}
+
+impl PageSource<Image> for Images<'_> {
+    async fn fetch(&mut self, request: PageRequest) -> Result<Page<Image>, keelson_runtime::Error> {
+        self.conn
+            .list_images(self.registry, self.repository, request)
+            .await
+    }
+}
+
+struct FindingsReader {
+    conn: Connection,
+    scope: ScanScope,
+}
+
+impl PageSource<Finding> for FindingsReader {
+    async fn fetch(
+        &mut self,
+        request: PageRequest,
+    ) -> Result<Page<Finding>, keelson_runtime::Error> {
+        self.conn.list_findings(&self.scope, request).await
+    }
+}
+
+/// Keeps every item (a registry's repository names are needed to walk its images).
+struct Collect<'a, T>(&'a mut Vec<T>);
+
+impl<T: Send> PageSink<T> for Collect<'_, T> {
+    async fn accept(&mut self, items: Vec<T>) -> Result<(), String> {
+        self.0.extend(items);
+        Ok(())
+    }
+}
+
+const CLOSED: &str = "the run stopped listening";
+
+/// Sends each page on as a report.
+struct ReportSink<'a, T> {
+    reports: &'a Sender<Report>,
+    wrap: fn(Vec<T>) -> Report,
+}
+
+impl<T: Send> PageSink<T> for ReportSink<'_, T> {
+    async fn accept(&mut self, items: Vec<T>) -> Result<(), String> {
+        self.reports
+            .send((self.wrap)(items))
+            .await
+            .map_err(|_| CLOSED.to_owned())
+    }
+}
+
+/// Sends image pages on and remembers their references for `describe-images`.
+struct ImageSink<'a> {
+    reports: &'a Sender<Report>,
+    images: u64,
+    to_describe: &'a mut Vec<ImageRef>,
+}
+
+impl PageSink<Image> for ImageSink<'_> {
+    async fn accept(&mut self, items: Vec<Image>) -> Result<(), String> {
+        self.images += items.len() as u64;
+        self.to_describe
+            .extend(items.iter().map(|i| i.image_ref.clone()));
+        self.reports
+            .send(Report::Images(items))
+            .await
+            .map_err(|_| CLOSED.to_owned())
+    }
+}
