@@ -1,11 +1,15 @@
 //! One connection run: begin, enumerate, read findings, finish — streamed page by page.
 //!
-//! The order is fixed: [`Store::begin_run`] takes the connection's lease first (a second scan is
-//! refused before it costs a request), then the connector is opened, registries are listed and
-//! filtered by the [`Selection`], each selected registry's repositories and images are walked and
-//! every page is written with [`Store::ingest_inventory`], and the findings of the selected
-//! registries are walked and written with [`Store::ingest_findings`]. Only the list of registries
-//! and one registry's repository names are held at a time; images and findings never pile up.
+//! The order: [`Store::begin_run`] takes the connection's lease first (a second scan is refused
+//! before it costs a request), then the connector is opened and registries are listed and
+//! filtered by the [`Selection`]. Then reader tasks, each owning a connector instance, work at
+//! once (see the `feeds` module): up to [`MAX_ENUMERATORS`] instances
+//! walk the selected registries' repositories and images, a registry at a time each, and one more
+//! walks the findings of the selected registries. This task alone writes what they send, page by
+//! page, with [`Store::ingest_inventory`] and [`Store::ingest_findings`]: readers run on other
+//! cores than the store, and a bounded channel keeps pages from piling up. A finding may arrive
+//! before its image is listed; the store records the image by name and the listing fills it in.
+//! If no extra instance can be opened, the first one enumerates and then reads the findings.
 //!
 //! Coverage, which decides what a complete run may resolve: a registry is covered when its
 //! repositories and all their images were read to the end, every one of its repositories is
@@ -16,7 +20,8 @@
 //! it `cancelled`. Neither resolves anything.
 //!
 //! Enrichment: right after a registry's images are listed, the connector's `describe-images` is
-//! asked about them in batches of [`DESCRIBE_BATCH`] and the answers are stored as image context,
+//! asked about them in batches of [`DESCRIBE_BATCH`](crate::DESCRIBE_BATCH) by the instance that
+//! listed them, and the answers are stored as image context,
 //! so a connector needs to remember facts of one registry at a time, not of the whole tenant. A
 //! connector that fails here only loses the context (and is not asked again in this run). After
 //! the run is finished, [`scan_with_policy`] re-evaluates the connection's
