@@ -238,6 +238,21 @@ pub(crate) fn fill(t: &mut Table, i: &Inputs<'_>) {
         ">= 200k/s unthrottled",
     );
     t.row(
+        "store writer busy (share of wall)",
+        first.summary["store_busy"]
+            .as_f64()
+            .map_or_else(na, |busy| {
+                format!(
+                    "{} ({:.0}%)",
+                    secs(Duration::from_secs_f64(busy)),
+                    100.0 * busy / kw.max(1e-9)
+                )
+            }),
+        na(),
+        na(),
+        "",
+    );
+    t.row(
         "peak RSS",
         opt_mb(first.child.peak_rss),
         sdk.map_or_else(na, |x| opt_mb(x.peak_rss)),

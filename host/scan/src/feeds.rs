@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use keelson_core::{Finding, Image, ImageContext, ImageRef, Page, Repository, ScanScope};
 use keelson_runtime::{Connection, PageRequest};
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::task::JoinHandle;
 
 use crate::{PageSink, PageSource, PagingPolicy, Selection, WalkError, walk_pages};
@@ -21,7 +21,7 @@ use crate::{PageSink, PageSource, PagingPolicy, Selection, WalkError, walk_pages
 /// Connector instances enumerating registries at once.
 pub const MAX_ENUMERATORS: usize = 4;
 
-/// Pages in flight between the readers and the store, per reader.
+/// Inventory pages in flight between the enumerators and the store, per enumerator.
 const PAGES_IN_FLIGHT: usize = 2;
 
 /// Images asked about per `describe-images` call.
@@ -150,9 +150,47 @@ impl Readers {
     }
 }
 
-/// The channel for `readers` reader tasks.
-pub(crate) fn channel(readers: usize) -> (Sender<Report>, tokio::sync::mpsc::Receiver<Report>) {
-    tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * readers.max(1))
+/// Where the readers' reports arrive: inventory from `enumerators` enumerators, and findings from
+/// one reader through a channel of one page (a findings page is the largest thing in flight:
+/// about two thousand findings, each with its source row).
+pub(crate) struct Mailbox {
+    inventory: Option<Receiver<Report>>,
+    findings: Option<Receiver<Report>>,
+}
+
+impl Mailbox {
+    /// The mailbox and the senders for the enumerators and the findings reader.
+    pub(crate) fn new(enumerators: usize) -> (Self, Sender<Report>, Sender<Report>) {
+        let (inventory_tx, inventory) =
+            tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * enumerators.max(1));
+        let (findings_tx, findings) = tokio::sync::mpsc::channel(1);
+        let mailbox = Self {
+            inventory: Some(inventory),
+            findings: Some(findings),
+        };
+        (mailbox, inventory_tx, findings_tx)
+    }
+
+    /// The next report, inventory first; `None` once every sender is gone.
+    pub(crate) async fn next(&mut self) -> Option<Report> {
+        loop {
+            let (report, from_inventory) = match (&mut self.inventory, &mut self.findings) {
+                (None, None) => return None,
+                (Some(inventory), None) => (inventory.recv().await, true),
+                (None, Some(findings)) => (findings.recv().await, false),
+                (Some(inventory), Some(findings)) => tokio::select! {
+                    biased;
+                    report = inventory.recv() => (report, true),
+                    report = findings.recv() => (report, false),
+                },
+            };
+            match report {
+                Some(report) => return Some(report),
+                None if from_inventory => self.inventory = None,
+                None => self.findings = None,
+            }
+        }
+    }
 }
 
 /// The run stopped listening.

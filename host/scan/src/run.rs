@@ -40,9 +40,8 @@ use keelson_store::{
     Store,
 };
 use serde::Serialize;
-use tokio::sync::mpsc::Receiver;
 
-use crate::feeds::{self, MAX_ENUMERATORS, Readers, Report};
+use crate::feeds::{MAX_ENUMERATORS, Mailbox, Readers, Report};
 use crate::{PagingPolicy, Selection, walk};
 
 /// What a run is asked to do.
@@ -109,6 +108,9 @@ pub struct ScanSummary {
     pub enrichment: EnrichCounts,
     #[serde(serialize_with = "as_secs")]
     pub elapsed: Duration,
+    /// Time spent writing what the readers sent (the rest of `elapsed` the store waited on them).
+    #[serde(serialize_with = "as_secs")]
+    pub store_busy: Duration,
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -205,6 +207,7 @@ pub async fn scan_with_policy<E: std::fmt::Display>(
         images_described: state.images_described,
         enrichment,
         elapsed: started.elapsed(),
+        store_busy: state.store_busy,
     })
 }
 
@@ -226,6 +229,7 @@ struct RunState {
     findings_kept: u64,
     requests: u64,
     images_described: u64,
+    store_busy: Duration,
 }
 
 impl RunState {
@@ -347,28 +351,29 @@ impl Ctx<'_> {
             in_scope.iter().cloned().collect::<VecDeque<_>>(),
         ));
         let describe_failed = Arc::new(AtomicBool::new(false));
-        let (reports, received) = feeds::channel(extra.len() + 2);
+        let (mut mailbox, inventory, findings) = Mailbox::new(extra.len() + 1);
         let mut readers = Readers::default();
         let first = slot.take().expect("checked above");
         for conn in std::iter::once(first).chain(extra) {
             readers.enumerate(
                 conn,
                 Arc::clone(&queue),
-                reports.clone(),
+                inventory.clone(),
                 policy.clone(),
                 selection.clone(),
                 Arc::clone(&describe_failed),
             );
         }
         let findings_early = findings_conn.is_some();
-        if let Some(conn) = findings_conn {
-            readers.read_findings(conn, &in_scope, reports.clone(), policy.clone());
+        // The mailbox is done once every sender is gone, so none may outlive its reader.
+        match findings_conn {
+            Some(conn) => readers.read_findings(conn, &in_scope, findings, policy.clone()),
+            None => drop(findings),
         }
-        drop(reports);
+        drop(inventory);
 
         let mut findings_listed = None;
-        let mut received = received;
-        if let Err(stop) = self.write_reports(&mut received, source_tool).await {
+        if let Err(stop) = self.write_reports(&mut mailbox, source_tool).await {
             readers.abort();
             return Err(stop);
         }
@@ -398,11 +403,11 @@ impl Ctx<'_> {
             let Some(conn) = slot.take() else {
                 return Ok(Ended::Failed("the connector is gone".to_owned()));
             };
-            let (reports, more) = feeds::channel(1);
+            let (more, _, findings_tx) = Mailbox::new(1);
+            mailbox = more;
             let mut findings = Readers::default();
-            findings.read_findings(conn, &in_scope, reports, policy.clone());
-            received = more;
-            if let Err(stop) = self.write_reports(&mut received, source_tool).await {
+            findings.read_findings(conn, &in_scope, findings_tx, policy.clone());
+            if let Err(stop) = self.write_reports(&mut mailbox, source_tool).await {
                 findings.abort();
                 return Err(stop);
             }
@@ -425,14 +430,16 @@ impl Ctx<'_> {
     /// Writes what the readers send until every one of them is done.
     async fn write_reports(
         &mut self,
-        received: &mut Receiver<Report>,
+        mailbox: &mut Mailbox,
         source_tool: &str,
     ) -> Result<(), Stop> {
-        while let Some(report) = received.recv().await {
+        while let Some(report) = mailbox.next().await {
             if self.cancelled() {
                 return Err(Stop::Cancelled);
             }
+            let writing = Instant::now();
             self.write(report, source_tool).map_err(Stop::Store)?;
+            self.state.store_busy += writing.elapsed();
         }
         Ok(())
     }
