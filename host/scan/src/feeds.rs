@@ -171,6 +171,21 @@ impl Mailbox {
         (mailbox, inventory_tx, findings_tx)
     }
 
+    /// A report that has already arrived, inventory first; `None` if none is waiting now.
+    pub(crate) fn ready(&mut self) -> Option<Report> {
+        use tokio::sync::mpsc::error::TryRecvError;
+        for slot in [&mut self.inventory, &mut self.findings] {
+            if let Some(receiver) = slot {
+                match receiver.try_recv() {
+                    Ok(report) => return Some(report),
+                    Err(TryRecvError::Disconnected) => *slot = None,
+                    Err(TryRecvError::Empty) => {}
+                }
+            }
+        }
+        None
+    }
+
     /// The next report, inventory first; `None` once every sender is gone.
     pub(crate) async fn next(&mut self) -> Option<Report> {
         loop {

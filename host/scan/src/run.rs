@@ -166,6 +166,8 @@ pub async fn scan_with_policy<E: std::fmt::Display>(
                 progress: &mut *progress,
                 cancel,
                 state: &mut state,
+                pending_inventory: Vec::new(),
+                pending_contexts: Vec::new(),
             };
             let outcome = ctx.drive(&mut conn, &open, &source_tool).await;
             state.requests += conn.as_ref().map_or(0, Connection::requests_sent);
@@ -258,6 +260,11 @@ struct Ctx<'a> {
     progress: &'a mut dyn Progress,
     cancel: &'a AtomicBool,
     state: &'a mut RunState,
+    /// Inventory and image context received but not yet written: small pages (a repository's
+    /// images) are gathered into transactions of [`INVENTORY_BATCH`] records, or fewer when no
+    /// more has arrived.
+    pending_inventory: Vec<InventoryItem>,
+    pending_contexts: Vec<keelson_core::ImageContext>,
 }
 
 /// Why the run stopped before the readers were done.
@@ -433,13 +440,48 @@ impl Ctx<'_> {
         mailbox: &mut Mailbox,
         source_tool: &str,
     ) -> Result<(), Stop> {
-        while let Some(report) = mailbox.next().await {
+        loop {
+            let report = if let Some(report) = mailbox.ready() {
+                report
+            } else {
+                // Nothing waiting: write what was gathered before waiting for more.
+                self.flush().map_err(Stop::Store)?;
+                match mailbox.next().await {
+                    Some(report) => report,
+                    None => return Ok(()),
+                }
+            };
             if self.cancelled() {
                 return Err(Stop::Cancelled);
             }
             let writing = Instant::now();
             self.write(report, source_tool).map_err(Stop::Store)?;
             self.state.store_busy += writing.elapsed();
+        }
+    }
+
+    /// Writes the gathered inventory, then the gathered context (which refers to it).
+    fn flush(&mut self) -> Result<(), keelson_store::Error> {
+        let writing = Instant::now();
+        if !self.pending_inventory.is_empty() {
+            self.store
+                .ingest_inventory(self.run, &self.pending_inventory)?;
+            self.pending_inventory.clear();
+        }
+        if !self.pending_contexts.is_empty() {
+            self.state.images_described +=
+                self.store
+                    .save_image_contexts(self.run, &self.pending_contexts)? as u64;
+            self.pending_contexts.clear();
+        }
+        self.state.store_busy += writing.elapsed();
+        Ok(())
+    }
+
+    /// Gathers inventory or context; writes it all once a batch is full.
+    fn gather(&mut self) -> Result<(), keelson_store::Error> {
+        if self.pending_inventory.len() + self.pending_contexts.len() >= INVENTORY_BATCH {
+            self.flush()?;
         }
         Ok(())
     }
@@ -460,20 +502,15 @@ impl Ctx<'_> {
                 self.progress
                     .registry_started(&registry, repositories.len());
                 self.state.repositories += repositories.len() as u64;
-                for chunk in repositories.chunks(INVENTORY_BATCH) {
-                    let items: Vec<InventoryItem> = chunk
-                        .iter()
-                        .cloned()
-                        .map(InventoryItem::Repository)
-                        .collect();
-                    self.store.ingest_inventory(self.run, &items)?;
-                }
+                self.pending_inventory
+                    .extend(repositories.into_iter().map(InventoryItem::Repository));
+                self.gather()?;
             }
             Report::Images(images) => {
                 self.state.images += images.len() as u64;
-                let items: Vec<InventoryItem> =
-                    images.into_iter().map(InventoryItem::Image).collect();
-                self.store.ingest_inventory(self.run, &items)?;
+                self.pending_inventory
+                    .extend(images.into_iter().map(InventoryItem::Image));
+                self.gather()?;
             }
             Report::RepositoryDone {
                 registry,
@@ -492,8 +529,8 @@ impl Ctx<'_> {
                     .uncover(&registry, format!("listing {what} failed: {reason}"));
             }
             Report::Contexts(contexts) => {
-                self.state.images_described +=
-                    self.store.save_image_contexts(self.run, &contexts)? as u64;
+                self.pending_contexts.extend(contexts);
+                self.gather()?;
             }
             Report::DescribeFailed(reason) => {
                 tracing::warn!(run = %self.run, error = %reason, "describe-images failed; image context skipped");

@@ -156,7 +156,7 @@ pub(crate) fn parse_catalog(
     response: &Response,
     registry: &str,
 ) -> Result<Vec<Repository>, ConnectorError> {
-    let body = lenient::normalize(&response.json::<Value>()?);
+    let body = lenient::normalize(response.json::<Value>()?);
     match lenient::at(&body, &["repositories"]) {
         None | Some(Value::Array(_)) => {}
         Some(_) => {
@@ -183,7 +183,7 @@ pub(crate) fn parse_manifests(
     registry: &str,
     repository: &str,
 ) -> Result<Vec<Image>, ConnectorError> {
-    let body = lenient::normalize(&response.json::<Value>()?);
+    let body = lenient::normalize(response.json::<Value>()?);
     let mut images = Vec::new();
     for manifest in lenient::items(&body, &["manifests"]) {
         let Some(digest) = lenient::text(manifest, &["digest"]) else {

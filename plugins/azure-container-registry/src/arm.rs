@@ -35,7 +35,7 @@ pub(crate) struct Subscription {
 }
 
 pub(crate) fn parse_subscription(response: &Response) -> Result<Subscription, ConnectorError> {
-    let body = lenient::normalize(&response.json::<Value>()?);
+    let body = lenient::normalize(response.json::<Value>()?);
     Ok(Subscription {
         display_name: lenient::text(&body, &["displayname"]),
         state: lenient::text(&body, &["state"]),
@@ -60,7 +60,7 @@ pub(crate) struct RegistryListPage {
 /// Parses a page of `Registries_List`. Registries without a login server (still being created)
 /// are left out with a warning: nothing can be listed in them yet.
 pub(crate) fn parse_registry_page(response: &Response) -> Result<RegistryListPage, ConnectorError> {
-    let body = lenient::normalize(&response.json::<Value>()?);
+    let body = lenient::normalize(response.json::<Value>()?);
     if lenient::at(&body, &["value"]).is_some_and(|v| !v.is_array()) {
         return Err(Error::Malformed {
             what: format!("`{}`", display_url(response.url())),

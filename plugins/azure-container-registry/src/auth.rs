@@ -76,7 +76,7 @@ pub(crate) fn parse_entra_token(
         return Err(entra_error(response, config));
     }
     let body: Value = response.json()?;
-    let body = lenient::normalize(&body);
+    let body = lenient::normalize(body);
     let value = lenient::text(&body, &["access_token"]).ok_or_else(|| Error::Malformed {
         what: format!("`{}`", display_url(response.url())),
         detail: "no `access_token` in the token response".into(),
@@ -170,7 +170,7 @@ pub(crate) fn parse_registry_token(
     now: u64,
 ) -> Result<Token, ConnectorError> {
     let body: Value = response.json()?;
-    let body = lenient::normalize(&body);
+    let body = lenient::normalize(body);
     let value = lenient::text(&body, &[field]).ok_or_else(|| Error::Malformed {
         what: format!("`{}`", display_url(response.url())),
         detail: format!("no `{field}` in the answer"),

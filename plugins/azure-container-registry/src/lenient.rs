@@ -7,13 +7,18 @@
 use serde_json::{Map, Value};
 
 /// Lowercases every object key and parses strings that hold a JSON object or array. When keys
-/// differ only in case, the first non-null one wins.
-pub(crate) fn normalize(value: &Value) -> Value {
+/// differ only in case, the first non-null one wins. Takes the value: strings and keys already
+/// in lowercase are moved, not copied (a Resource Graph page holds megabytes of them).
+pub(crate) fn normalize(value: Value) -> Value {
     match value {
         Value::Object(map) => {
-            let mut out = Map::with_capacity(map.len());
+            let mut out = Map::new();
             for (k, v) in map {
-                let key = k.to_ascii_lowercase();
+                let key = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+                    k.to_ascii_lowercase()
+                } else {
+                    k
+                };
                 let v = normalize(v);
                 match out.get(&key) {
                     Some(existing) if !existing.is_null() => {}
@@ -24,25 +29,25 @@ pub(crate) fn normalize(value: &Value) -> Value {
             }
             Value::Object(out)
         }
-        Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
         Value::String(s) => {
             let trimmed = s.trim_start();
             if trimmed.starts_with('{') || trimmed.starts_with('[') {
-                match serde_json::from_str::<Value>(s) {
-                    Ok(inner @ (Value::Object(_) | Value::Array(_))) => normalize(&inner),
-                    _ => value.clone(),
+                match serde_json::from_str::<Value>(&s) {
+                    Ok(inner @ (Value::Object(_) | Value::Array(_))) => normalize(inner),
+                    _ => Value::String(s),
                 }
             } else {
-                value.clone()
+                Value::String(s)
             }
         }
-        _ => value.clone(),
+        other => other,
     }
 }
 
 /// Parses and normalises a body; anything that is not JSON is `Null`.
 pub(crate) fn parse(body: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(body).map_or(Value::Null, |v| normalize(&v))
+    serde_json::from_slice::<Value>(body).map_or(Value::Null, normalize)
 }
 
 /// A non-negative whole number at `path` (fractions cut, negatives refused).
@@ -134,7 +139,7 @@ mod tests {
                 "empty": "kept"
             }
         });
-        let n = normalize(&raw);
+        let n = normalize(raw);
         assert_eq!(
             text(&n, &["properties", "resourceadditionaldata", "digest"]).as_deref(),
             Some("sha256:ab")
@@ -153,7 +158,7 @@ mod tests {
     #[test]
     fn getters_treat_null_empty_and_missing_alike() {
         let n =
-            normalize(&json!({"a": null, "b": "  ", "c": 7.5, "d": "8", "e": "TRUE", "f": true}));
+            normalize(json!({"a": null, "b": "  ", "c": 7.5, "d": "8", "e": "TRUE", "f": true}));
         assert_eq!(at(&n, &["a"]), None);
         assert_eq!(text(&n, &["b"]), None);
         assert_eq!(text(&n, &["zz", "y"]), None);

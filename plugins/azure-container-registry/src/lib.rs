@@ -10,6 +10,7 @@
 //! - `arm`: the subscription and the registry list.
 //! - `acr`: the registry data plane (catalog, manifests, `Link` paging).
 //! - `defender`: the Resource Graph queries and Defender's three row formats.
+//! - `facts`: image facts until described, and repository names for rows' lossy names.
 //! - `session`: one connection: token caches, requests, paging.
 
 mod acr;
@@ -18,6 +19,7 @@ mod auth;
 mod config;
 mod defender;
 mod error;
+mod facts;
 mod lenient;
 mod session;
 

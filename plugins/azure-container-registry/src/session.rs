@@ -4,7 +4,13 @@
 //! Entra ID token per lifetime (the Resource Manager audience, also used for the registries'
 //! token exchange), one refresh token per registry, one access token per registry and scope,
 //! registry-list pages kept by URL, and the Resource Graph page being served kept until it is
-//! served. Paging state lives in the cursors; the caches only save requests.
+//! served. Resource Graph queries are paced by the quota its answers report. Paging state lives
+//! in the cursors; the caches only save requests.
+//!
+//! Memory stays flat as the tenant grows: access tokens and image facts are held for the
+//! registry being enumerated only (see [`crate::facts`]), what stays for the whole session is
+//! per registry or per repository name, and a Resource Graph page is held once (each row's JSON
+//! as sent, once however many findings it gives) and handed over as it is served.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -25,6 +31,7 @@ use crate::auth::{self, Token};
 use crate::config::{Config, FindingsSource, is_guid};
 use crate::defender::{self, DataSet, ImageFacts, ImageLocation};
 use crate::error::Error;
+use crate::facts::{FactsCache, RepositoryIndex};
 
 /// Repository scopes asked for in one ACR token request: few requests, and a token that stays
 /// a few kilobytes (it travels in every request's `Authorization` header).
@@ -37,20 +44,116 @@ fn system_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The findings of a Resource Graph page and its continuation token.
-type FetchedFindings = (Rc<Vec<Finding>>, Option<String>);
+/// Milliseconds since the Unix epoch.
+fn system_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
-/// Registry, repository, digest: an image's key in the facts cache.
-type ImageKey = (String, String, String);
+/// The caller's Resource Graph quota as the last answer told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GraphQuota {
+    /// Queries left in the current window.
+    remaining: u32,
+    /// When the window has surely reset (ms since the epoch). Answers give whole seconds,
+    /// rounded down, so each answer bounds it from above by a second more than it says; the
+    /// answers of one window narrow it to the earliest of their bounds.
+    resets_by_ms: u64,
+}
+
+impl GraphQuota {
+    /// The quota after an answer that said `(remaining, resets_after_secs)`, for a query sent
+    /// at `sent_ms` and answered at `received_ms`.
+    fn after(
+        previous: Option<Self>,
+        (remaining, resets_after_secs): (u32, u64),
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Self {
+        let resets_ms = resets_after_secs.saturating_mul(1000);
+        let upper = received_ms.saturating_add(resets_ms).saturating_add(1000);
+        let lower = sent_ms.saturating_add(resets_ms);
+        let resets_by_ms = match previous {
+            // Fewer left and a reset no later than the last bound: the same window.
+            Some(p) if remaining < p.remaining && lower < p.resets_by_ms => {
+                upper.min(p.resets_by_ms)
+            }
+            _ => upper,
+        };
+        Self {
+            remaining,
+            resets_by_ms,
+        }
+    }
+
+    /// How long to wait before the next query, if the window is used up.
+    fn wait_ms(self, now_ms: u64) -> Option<u64> {
+        (self.remaining == 0 && now_ms < self.resets_by_ms).then(|| self.resets_by_ms - now_ms)
+    }
+}
 
 /// The Resource Graph page being served: a page of rows can hold more findings than the host
-/// takes at once (a row lists several CVEs), so it is kept until the next one is fetched.
+/// takes at once (a row lists several CVEs), so it is kept until served. Each row's JSON, as
+/// sent, is held once; a finding takes its copy when served and leaves the slot then.
 struct FindingsSlot {
     dataset: DataSet,
     token: Option<String>,
     top: u32,
-    findings: Rc<Vec<Finding>>,
+    /// The registries in scope when the page was read (lowercase; empty: all).
+    wanted: BTreeSet<String>,
+    /// The JSON of each row with findings in scope, for their `raw`.
+    raws: Vec<String>,
+    /// Per row, its findings not served yet: the last one served takes the row's JSON.
+    unserved: Vec<u32>,
+    /// The findings in scope in order, with their row's index; `None` once served.
+    findings: Vec<(u32, Option<Finding>)>,
     skip_token: Option<String>,
+}
+
+impl FindingsSlot {
+    /// Whether this page, as read for `wanted`, can serve `findings[start..end]` again.
+    fn serves(
+        &self,
+        dataset: DataSet,
+        token: Option<&str>,
+        top: u32,
+        wanted: &BTreeSet<String>,
+        (start, max): (usize, usize),
+    ) -> bool {
+        let (start, end) = self.range(start, max);
+        self.dataset == dataset
+            && self.token.as_deref() == token
+            && self.top == top
+            && self.wanted == *wanted
+            && self.findings[start..end].iter().all(|(_, f)| f.is_some())
+    }
+
+    /// The range of at most `max` findings from `start`, within the page.
+    fn range(&self, start: usize, max: usize) -> (usize, usize) {
+        let start = start.min(self.findings.len());
+        (start, (start + max).min(self.findings.len()))
+    }
+
+    /// Moves `findings[start..end]` out, each with a copy of its row's JSON (the last of a row
+    /// takes the row's string itself).
+    fn serve(&mut self, start: usize, end: usize) -> Vec<Finding> {
+        let mut items = Vec::with_capacity(end - start);
+        for (row, finding) in &mut self.findings[start..end] {
+            let Some(mut finding) = finding.take() else {
+                continue;
+            };
+            let row = *row as usize;
+            self.unserved[row] -= 1;
+            finding.raw = if self.unserved[row] == 0 {
+                std::mem::take(&mut self.raws[row])
+            } else {
+                self.raws[row].clone()
+            };
+            items.push(finding);
+        }
+        items
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +182,7 @@ pub(crate) struct AcrSession {
     config: Config,
     client: Client,
     clock: fn() -> u64,
+    clock_ms: fn() -> u64,
     arm_token: RefCell<Option<Token>>,
     refresh_tokens: RefCell<HashMap<String, Token>>,
     /// Shared: one token may carry the scopes of 50 repositories and is cached under each.
@@ -88,8 +192,12 @@ pub(crate) struct AcrSession {
     registry_pages: RefCell<HashMap<String, RegistryListPage>>,
     registries: RefCell<HashMap<String, RegistryInfo>>,
     registries_complete: Cell<bool>,
-    images: RefCell<HashMap<ImageKey, ImageFacts>>,
+    /// Facts of listed images until they are described; one registry's at most.
+    images: RefCell<FactsCache>,
+    /// Repository names of the registries enumerated, to resolve rows' lossy names.
+    repositories: RefCell<RepositoryIndex>,
     findings_slot: RefCell<Option<FindingsSlot>>,
+    graph_quota: Cell<Option<GraphQuota>>,
 }
 
 impl AcrSession {
@@ -98,6 +206,7 @@ impl AcrSession {
             config,
             client,
             clock: system_now,
+            clock_ms: system_now_ms,
             arm_token: RefCell::default(),
             refresh_tokens: RefCell::default(),
             access_tokens: RefCell::default(),
@@ -106,13 +215,21 @@ impl AcrSession {
             registries: RefCell::default(),
             registries_complete: Cell::new(false),
             images: RefCell::default(),
+            repositories: RefCell::default(),
             findings_slot: RefCell::default(),
+            graph_quota: Cell::new(None),
         }
     }
 
     #[cfg(test)]
     pub(crate) fn with_clock(mut self, clock: fn() -> u64) -> Self {
         self.clock = clock;
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_clock_ms(mut self, clock_ms: fn() -> u64) -> Self {
+        self.clock_ms = clock_ms;
         self
     }
 
@@ -306,6 +423,19 @@ impl AcrSession {
         error
     }
 
+    /// Enumeration of `registry` begins (or goes on): what the session holds for other
+    /// registries' enumeration is dropped, so it holds one registry's images and tokens at a
+    /// time. Their refresh tokens (one per registry) stay, should the host come back.
+    fn start_registry(&self, registry: &str) {
+        let dropped = self.images.borrow_mut().start_registry(registry);
+        if dropped > 0 {
+            debug!("dropped the facts of {dropped} images not described before `{registry}`");
+        }
+        self.access_tokens
+            .borrow_mut()
+            .retain(|(owner, _), _| owner == registry);
+    }
+
     /// `GET https://<registry><path>` with an access token for `scope`. A 401 is retried once:
     /// with a new token when the cached one may have expired, or with the scope the registry's
     /// challenge asks for. A refusal of a registry-wide scope marks the registry as denied.
@@ -360,6 +490,30 @@ impl AcrSession {
             .into()),
             _ => response.error_for_status(),
         }
+    }
+
+    /// A Resource Graph query, paced by the quota the last answers reported: with none left
+    /// in the window, the host is asked to wait until it resets (`throttled`, no request sent)
+    /// rather than spending a request on a 429. The host has no sleep to offer a guest; its
+    /// retry waits out `throttled` and asks for the same page again.
+    fn graph_post(&self, body: &defender::QueryBody<'_>) -> Result<Response, ConnectorError> {
+        let sent_ms = (self.clock_ms)();
+        if let Some(wait) = self.graph_quota.get().and_then(|q| q.wait_ms(sent_ms)) {
+            debug!("Resource Graph quota used up until its window resets; waiting {wait} ms");
+            return Err(ConnectorError::Throttled(
+                u32::try_from(wait).unwrap_or(u32::MAX),
+            ));
+        }
+        let url = defender::graph_url(&self.config);
+        let response = self.arm_send(&|t| self.client.post(&url).bearer(t).json(body))?;
+        // A 429 brings its own wait; only answers served count as the window's.
+        let quota = defender::graph_quota(&response)
+            .filter(|_| response.is_success())
+            .map(|said| {
+                GraphQuota::after(self.graph_quota.get(), said, sent_ms, (self.clock_ms)())
+            });
+        self.graph_quota.set(quota);
+        Ok(response)
     }
 
     // ---- registries -----------------------------------------------------------------------
@@ -445,17 +599,14 @@ impl AcrSession {
             }
             (None, None) => return Ok(None),
         };
-        let repository = location
-            .repository
-            .clone()
-            .or_else(|| {
-                self.images
-                    .borrow()
-                    .keys()
-                    .find(|(r, _, d)| *r == registry && *d == digest)
-                    .map(|(_, repo, _)| repo.clone())
-            })
-            .or_else(|| location.repository_hint.clone());
+        // A lossy name (`/` written as `-`) is looked up in the registry's catalog, not in the
+        // images: those are not kept once described.
+        let repository = location.repository.clone().or_else(|| {
+            location
+                .repository_hint
+                .as_deref()
+                .map(|hint| self.repositories.borrow().resolve(&registry, hint, &digest))
+        });
         Ok(repository.map(|repository| ImageRef {
             registry,
             repository,
@@ -463,37 +614,26 @@ impl AcrSession {
         }))
     }
 
-    fn remember(&self, image: &ImageRef, facts: &ImageFacts) {
-        let key = (
-            image.registry.clone(),
-            image.repository.clone(),
-            image.digest.clone(),
-        );
-        self.images
-            .borrow_mut()
-            .entry(key)
-            .or_default()
-            .merge(facts);
-    }
-
-    /// The findings of one Resource Graph page, fetched once. `None` when the data set was
-    /// skipped (see [`Self::list_findings`]).
-    fn findings_page(
+    /// Reads one Resource Graph page into the slot, unless the slot can serve `range` (start,
+    /// count) of it already. `false` when the data set was skipped (see
+    /// [`Self::list_findings`]).
+    fn load_findings_page(
         &self,
         dataset: DataSet,
         token: Option<&str>,
         top: u32,
-    ) -> Result<Option<FetchedFindings>, ConnectorError> {
+        wanted: &BTreeSet<String>,
+        range: (usize, usize),
+    ) -> Result<bool, ConnectorError> {
         if let Some(slot) = self.findings_slot.borrow().as_ref()
-            && slot.dataset == dataset
-            && slot.token.as_deref() == token
-            && slot.top == top
+            && slot.serves(dataset, token, top, wanted, range)
         {
-            return Ok(Some((Rc::clone(&slot.findings), slot.skip_token.clone())));
+            return Ok(true);
         }
-        let url = defender::graph_url(&self.config);
+        // The page held is done with (or of no use): free it before the next one arrives.
+        *self.findings_slot.borrow_mut() = None;
         let body = defender::query_body(&self.config.subscription_id, dataset.query(), top, token);
-        let response = self.arm_send(&|t| self.client.post(&url).bearer(t).json(&body))?;
+        let response = self.graph_post(&body)?;
         if !response.is_success() {
             // Sub-assessments were retired on 2026-07-31. Under `auto`, a legacy data set whose
             // first page is refused as an invalid query is treated as gone (no data); the
@@ -508,36 +648,56 @@ impl AcrSession {
                     "Resource Graph refused the legacy `{}` query; treating that data set as retired",
                     dataset.name()
                 );
-                return Ok(None);
+                return Ok(false);
             }
             return Err(defender::graph_error(&response, &self.config, dataset));
         }
         let page = defender::parse_graph_page(&response, dataset)?;
-        let mut findings = Vec::new();
-        for row in &page.rows {
-            let Some(parsed) = defender::parse_row(dataset, row) else {
-                continue;
-            };
-            match self.resolve(&parsed.location)? {
-                Some(image) => {
-                    self.remember(&image, &parsed.facts);
-                    findings.extend(parsed.into_findings(&image));
-                }
-                None => warn!(
-                    "a `{}` finding names no image (digest, registry or repository missing); skipped",
-                    dataset.name()
-                ),
-            }
-        }
-        let findings = Rc::new(findings);
-        *self.findings_slot.borrow_mut() = Some(FindingsSlot {
+        drop(response);
+        let mut slot = FindingsSlot {
             dataset,
             token: token.map(str::to_owned),
             top,
-            findings: Rc::clone(&findings),
-            skip_token: page.skip_token.clone(),
-        });
-        Ok(Some((findings, page.skip_token)))
+            wanted: wanted.clone(),
+            raws: Vec::new(),
+            unserved: Vec::new(),
+            findings: Vec::new(),
+            skip_token: page.skip_token,
+        };
+        for row in page.rows {
+            let Some(parsed) = defender::parse_row(dataset, &row) else {
+                continue;
+            };
+            let Some(image) = self.resolve(&parsed.location)? else {
+                warn!(
+                    "a `{}` finding names no image (digest, registry or repository missing); skipped",
+                    dataset.name()
+                );
+                continue;
+            };
+            self.images.borrow_mut().fill_known(&image, &parsed.facts);
+            if !(wanted.is_empty() || wanted.contains(&image.registry))
+                || parsed.findings.is_empty()
+            {
+                continue;
+            }
+            // The whole row as sent, held once for all its findings (the WIT's `raw`: the
+            // source row, for audit); the host stores equal consecutive rows once.
+            let index = slot.raws.len() as u32;
+            slot.raws.push(row.into_string());
+            slot.unserved.push(parsed.findings.len() as u32);
+            let mut findings = parsed.findings;
+            if let Some((last, rest)) = findings.split_last_mut() {
+                for finding in rest {
+                    finding.image.clone_from(&image);
+                }
+                last.image = image;
+            }
+            slot.findings
+                .extend(findings.into_iter().map(|f| (index, Some(f))));
+        }
+        *self.findings_slot.borrow_mut() = Some(slot);
+        Ok(true)
     }
 
     fn next_dataset(&self, dataset: DataSet) -> Option<FindingsCursor> {
@@ -607,14 +767,13 @@ impl AcrSession {
             first.registries.len().to_string()
         };
 
-        let graph = defender::graph_url(&self.config);
         let body = defender::query_body(
             &self.config.subscription_id,
             defender::INDIVIDUAL_QUERY,
             1,
             None,
         );
-        let response = self.arm_send(&|t| self.client.post(&graph).bearer(t).json(&body))?;
+        let response = self.graph_post(&body)?;
         if !response.is_success() {
             return Err(defender::graph_error(
                 &response,
@@ -705,9 +864,13 @@ impl AcrSession {
             trail.visit(&path, &what)?;
             (path, trail)
         };
+        self.start_registry(&registry);
         let response = self.registry_get(&registry, &path, CATALOG_SCOPE)?;
         let items = acr::parse_catalog(&response, &registry)?;
         let names: Vec<String> = items.iter().map(|r| r.name.clone()).collect();
+        self.repositories
+            .borrow_mut()
+            .add(&registry, names.iter().map(String::as_str));
         self.prefetch_metadata_tokens(&registry, &names);
         let next = match acr::next_link(&response, &registry)? {
             Some(link) => {
@@ -739,16 +902,21 @@ impl AcrSession {
         };
         let response = self.registry_get(&registry, &path, &acr::metadata_scope(repository))?;
         let items = acr::parse_manifests(&response, &registry, repository)?;
-        for image in &items {
-            self.remember(
-                &image.image_ref,
-                &ImageFacts {
-                    tags: image.tags.clone(),
-                    last_pushed_at: None,
-                    created_at: image.created_at.clone(),
-                    updated_at: image.updated_at.clone(),
-                },
-            );
+        {
+            let mut facts = self.images.borrow_mut();
+            let mut index = self.repositories.borrow_mut();
+            for image in &items {
+                facts.remember(
+                    &image.image_ref,
+                    &ImageFacts {
+                        tags: image.tags.clone(),
+                        last_pushed_at: None,
+                        created_at: image.created_at.clone(),
+                        updated_at: image.updated_at.clone(),
+                    },
+                );
+                index.note_image(&image.image_ref);
+            }
         }
         let next = match acr::next_link(&response, &registry)? {
             Some(link) => {
@@ -786,10 +954,15 @@ impl AcrSession {
             .map(|r| r.to_ascii_lowercase())
             .collect();
         let top = page.limit(defender::MAX_ROWS);
+        let max = page.max_items.max(1) as usize;
 
-        let Some((findings, skip_token)) =
-            self.findings_page(cursor.dataset, cursor.token.as_deref(), top)?
-        else {
+        if !self.load_findings_page(
+            cursor.dataset,
+            cursor.token.as_deref(),
+            top,
+            &wanted,
+            (cursor.skip, max),
+        )? {
             return Ok(FindingPage {
                 items: Vec::new(),
                 next: self
@@ -797,17 +970,28 @@ impl AcrSession {
                     .as_ref()
                     .map(Cursor::encode),
             });
-        };
-        let in_scope: Vec<&Finding> = findings
-            .iter()
-            .filter(|f| wanted.is_empty() || wanted.contains(&f.image.registry))
-            .collect();
-        let start = cursor.skip.min(in_scope.len());
-        let end = (start + page.max_items.max(1) as usize).min(in_scope.len());
-        let items = in_scope[start..end].iter().map(|f| (*f).clone()).collect();
-
-        let next = if end < in_scope.len() {
+        }
+        let (items, more, skip_token) = {
+            let mut held = self.findings_slot.borrow_mut();
+            let Some(slot) = held.as_mut() else {
+                return Err(ConnectorError::Other(
+                    "the Resource Graph page read is gone".into(),
+                ));
+            };
+            let (start, end) = slot.range(cursor.skip, max);
+            let items = slot.serve(start, end);
             cursor.skip = end;
+            let more = end < slot.findings.len();
+            let skip_token = if more {
+                None
+            } else {
+                // Served to the end: nothing of it is needed any more.
+                held.take().and_then(|slot| slot.skip_token)
+            };
+            (items, more, skip_token)
+        };
+
+        let next = if more {
             Some(cursor)
         } else if let Some(token) = skip_token {
             cursor.trail.visit(
@@ -843,21 +1027,21 @@ impl AcrSession {
             self.ensure_all_registries()?;
         }
         let registries = self.registries.borrow();
-        let facts = self.images.borrow();
+        let mut facts = self.images.borrow_mut();
         let mut contexts = Vec::new();
         for image in images {
-            let registry = image.registry.to_ascii_lowercase();
-            let key = (
-                registry.clone(),
-                image.repository.clone(),
-                image.digest.to_ascii_lowercase(),
-            );
-            let info = registries.get(&registry);
-            let known = facts.get(&key);
+            let key = ImageRef {
+                registry: image.registry.to_ascii_lowercase(),
+                repository: image.repository.clone(),
+                digest: image.digest.to_ascii_lowercase(),
+            };
+            let info = registries.get(&key.registry);
+            // Taken out: the host describes each image once, right after its registry's listing.
+            let known = facts.take(&key);
             if info.is_none() && known.is_none() {
                 continue;
             }
-            let known = known.cloned().unwrap_or_default();
+            let known = known.unwrap_or_default();
             let mut attributes = Vec::new();
             let mut attribute = |key: &str, value: Option<String>| {
                 if let Some(value) = value {

@@ -143,7 +143,30 @@ async fn scan_format(data_set: DataSet) {
         snap.failures
     );
     assert_matches_truth(&env, &snap);
+    assert_raw_is_the_whole_source_row(&snap);
     print_requests(&format!("{data_set:?} scan"), &env);
+}
+
+/// Each finding's `raw` is its whole Resource Graph row: the findings of one row (one per CVE)
+/// come one after the other with the very same text, which names the row's id.
+fn assert_raw_is_the_whole_source_row(snap: &Snapshot) {
+    let mut rows = 0;
+    for (i, f) in snap.findings.iter().enumerate() {
+        let id = f.source_id.as_deref().expect("Defender rows have an id");
+        assert!(
+            f.raw.starts_with('{') && f.raw.contains(&format!("\"{id}\"")),
+            "`raw` of {} is its row",
+            f.vulnerability_id
+        );
+        match i.checked_sub(1).map(|p| &snap.findings[p]) {
+            Some(prev) if prev.source_id == f.source_id => {
+                assert_eq!(prev.raw, f.raw, "one text for all findings of a row");
+            }
+            _ => rows += 1,
+        }
+    }
+    let distinct: BTreeSet<_> = snap.findings.iter().map(|f| &f.source_id).collect();
+    assert_eq!(rows, distinct.len(), "a row's findings come together");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

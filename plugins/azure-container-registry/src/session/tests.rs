@@ -1007,3 +1007,270 @@ fn a_registry_that_refuses_the_batch_falls_back_to_a_token_per_repository() {
     // Catalog token, the refused batch, then one token per repository listed.
     assert_eq!(count(&log, url_has("/oauth2/token")), 4);
 }
+
+/// Lists every repository and image of `registry` (the `standard` fake: `team/api` with one
+/// image, `web` with none).
+fn enumerate(session: &AcrSession, registry: &str) {
+    let mut cursor = None;
+    let mut repositories = Vec::new();
+    loop {
+        let p = session
+            .list_repositories(registry, page(cursor, 1))
+            .unwrap();
+        repositories.extend(p.items.into_iter().map(|r| r.name));
+        cursor = p.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    for repository in repositories {
+        if repository == "team/api" {
+            session
+                .list_images(registry, &repository, page(None, 100))
+                .unwrap();
+        }
+    }
+}
+
+fn image_in(registry: &str) -> ImageRef {
+    ImageRef {
+        registry: registry.into(),
+        repository: "team/api".into(),
+        digest: DIGEST.into(),
+    }
+}
+
+#[test]
+fn facts_are_gone_once_described() {
+    let (session, _) = session_with(&[], standard);
+    enumerate(&session, "alpha.azurecr.io");
+    assert_eq!(session.images.borrow().len(), 1);
+    let image = image_in("alpha.azurecr.io");
+    let first = session
+        .describe_images(std::slice::from_ref(&image))
+        .unwrap();
+    assert_eq!(first[0].tags, ["1.0"]);
+    assert_eq!(
+        first[0].last_pushed_at.as_deref(),
+        Some("2026-07-01T00:00:00Z")
+    );
+    assert_eq!(session.images.borrow().len(), 0);
+    // Asked again: the registry's exposure still, but the image's facts were handed over.
+    let again = session.describe_images(&[image]).unwrap();
+    assert!(again[0].tags.is_empty() && again[0].last_pushed_at.is_none());
+    assert_eq!(again[0].registry_public_network_access, Some(true));
+}
+
+#[test]
+fn enumerating_another_registry_drops_what_the_last_one_left() {
+    let (session, log) = session_with(&[], standard);
+    enumerate(&session, "alpha.azurecr.io");
+    let tokens = |registry: &str| {
+        session
+            .access_tokens
+            .borrow()
+            .keys()
+            .filter(|(r, _)| r == registry)
+            .count()
+    };
+    assert!(tokens("alpha.azurecr.io") > 0);
+    // Not described: the host moved on to `beta`.
+    enumerate(&session, "beta.azurecr.io");
+    assert_eq!(session.images.borrow().len(), 1, "only beta's image");
+    assert_eq!(tokens("alpha.azurecr.io"), 0);
+    assert!(tokens("beta.azurecr.io") > 0);
+    let contexts = session
+        .describe_images(&[image_in("alpha.azurecr.io"), image_in("beta.azurecr.io")])
+        .unwrap();
+    assert!(contexts[0].tags.is_empty(), "alpha's facts were dropped");
+    assert_eq!(contexts[1].tags, ["1.0"]);
+    // Going back to alpha costs a token again, not a new exchange.
+    let exchanges = count(&log, url_has("/oauth2/exchange"));
+    enumerate(&session, "alpha.azurecr.io");
+    assert_eq!(count(&log, url_has("/oauth2/exchange")), exchanges);
+}
+
+/// `standard`, with Resource Graph answering `rows` for the individual data set.
+fn graph_rows(rows: Vec<Value>) -> impl Fn(&Request) -> RawResponse {
+    move |req: &Request| {
+        if req.url.contains("ResourceGraph") {
+            return response(200, &json!({"data": rows}));
+        }
+        standard(req)
+    }
+}
+
+/// An `alpha` row that names its repository only in `resourceDetails.Id` (`/` as `-`).
+fn repository_less_row() -> Value {
+    let mut row = individual_row("alpha", "a1", &["CVE-1"]);
+    row["properties"]["resourceAdditionalData"] = Value::Null;
+    row["properties"]["resourceDetails"] = json!({
+        "Id": format!("{}/repositories-team-api-images-{DIGEST}", registry_id("alpha"))
+    });
+    row
+}
+
+#[test]
+fn a_row_without_its_repository_is_resolved_through_the_catalog() {
+    let scope = ScanScope { registries: vec![] };
+    let (session, _) = session_with(
+        &[("findings_source", "individual")],
+        graph_rows(vec![repository_less_row()]),
+    );
+    enumerate(&session, "alpha.azurecr.io");
+    // Described already: the image facts are gone, the catalog's names are not.
+    session
+        .describe_images(&[image_in("alpha.azurecr.io")])
+        .unwrap();
+    enumerate(&session, "beta.azurecr.io");
+    let p = session.list_findings(&scope, page(None, 100)).unwrap();
+    assert_eq!(p.items.len(), 1);
+    assert_eq!(p.items[0].image, image_in("alpha.azurecr.io"));
+
+    // A registry whose catalog this session did not read: the name as the row writes it.
+    let (session, _) = session_with(
+        &[("findings_source", "individual")],
+        graph_rows(vec![repository_less_row()]),
+    );
+    let p = session.list_findings(&scope, page(None, 100)).unwrap();
+    assert_eq!(p.items[0].image.repository, "team-api");
+}
+
+#[test]
+fn every_finding_of_a_row_carries_the_whole_row_as_sent() {
+    let row = individual_row("alpha", "a1", &["CVE-1", "CVE-2", "CVE-3"]);
+    let other = individual_row("beta", "b1", &["CVE-4"]);
+    let (session, log) = session_with(
+        &[("findings_source", "individual")],
+        graph_rows(vec![row.clone(), other.clone()]),
+    );
+    let scope = ScanScope { registries: vec![] };
+    let mut findings = Vec::new();
+    let mut cursor = None;
+    loop {
+        // Two at a time: the row's findings are split across pages.
+        let p = session.list_findings(&scope, page(cursor, 2)).unwrap();
+        findings.extend(p.items);
+        cursor = p.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(count(&log, url_has("ResourceGraph")), 1);
+    let ids: Vec<_> = findings
+        .iter()
+        .map(|f| f.vulnerability_id.as_str())
+        .collect();
+    assert_eq!(ids, ["CVE-1", "CVE-2", "CVE-3", "CVE-4"]);
+    for f in &findings[..3] {
+        assert_eq!(
+            f.raw,
+            row.to_string(),
+            "the row as sent, the same for each finding"
+        );
+    }
+    assert_eq!(findings[3].raw, other.to_string());
+    assert!(
+        session.findings_slot.borrow().is_none(),
+        "freed once served"
+    );
+}
+
+#[test]
+fn a_part_already_served_is_read_again_when_asked_again() {
+    let (session, log) = session_with(&[("findings_source", "individual")], standard);
+    let scope = ScanScope { registries: vec![] };
+    let first = session.list_findings(&scope, page(None, 1)).unwrap();
+    // The host asks for the first part again (a second walk): the page is read again, whole.
+    let again = session.list_findings(&scope, page(None, 1)).unwrap();
+    assert_eq!(again.items, first.items);
+    assert_eq!(count(&log, url_has("ResourceGraph")), 2);
+    let second = session.list_findings(&scope, page(again.next, 1)).unwrap();
+    assert_eq!(second.items[0].vulnerability_id, "CVE-2");
+    assert_eq!(second.items[0].raw, first.items[0].raw);
+    assert_eq!(count(&log, url_has("ResourceGraph")), 2);
+}
+
+thread_local! {
+    static NOW_MS: Cell<u64> = const { Cell::new(1_000_000_000) };
+}
+
+fn now_ms() -> u64 {
+    NOW_MS.with(Cell::get)
+}
+
+fn advance_ms(ms: u64) {
+    NOW_MS.with(|c| c.set(c.get() + ms));
+}
+
+#[test]
+fn resource_graph_is_paced_by_its_quota_headers() {
+    let (session, log) = session_with(&[("findings_source", "individual")], |req| {
+        if req.url.contains("ResourceGraph") {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let first = body["options"]["$skipToken"].is_null();
+            let data = json!({"data": [individual_row("alpha", "a1", &["CVE-1"])],
+                "$skipToken": if first { json!("p2") } else { Value::Null }});
+            let (remaining, resets) = if first {
+                ("0", "00:00:03")
+            } else {
+                ("14", "00:00:04")
+            };
+            return with_header(
+                with_header(response(200, &data), "x-ms-user-quota-remaining", remaining),
+                "x-ms-user-quota-resets-after",
+                resets,
+            );
+        }
+        standard(req)
+    });
+    let session = session.with_clock_ms(now_ms);
+    let scope = ScanScope { registries: vec![] };
+    let first = session.list_findings(&scope, page(None, 100)).unwrap();
+    assert_eq!(first.items.len(), 1);
+    // None left: the host is told to wait until the window has surely reset (3 s said, whole
+    // seconds rounded down, so up to 4 s), and no request is spent on a 429.
+    let cursor = first.next.unwrap();
+    let err = session
+        .list_findings(&scope, page(Some(cursor.clone()), 100))
+        .unwrap_err();
+    assert_eq!(err, ConnectorError::Throttled(4000));
+    advance_ms(2500);
+    let err = session
+        .list_findings(&scope, page(Some(cursor.clone()), 100))
+        .unwrap_err();
+    assert_eq!(err, ConnectorError::Throttled(1500));
+    assert_eq!(count(&log, url_has("ResourceGraph")), 1);
+    advance_ms(1500);
+    let second = session
+        .list_findings(&scope, page(Some(cursor), 100))
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(count(&log, url_has("ResourceGraph")), 2);
+    assert!(
+        session
+            .graph_quota
+            .get()
+            .unwrap()
+            .wait_ms(now_ms())
+            .is_none()
+    );
+}
+
+#[test]
+fn a_windows_answers_narrow_when_it_resets() {
+    use super::GraphQuota;
+    // The window truly resets at 4500 ms; each answer gives whole seconds rounded down.
+    let q = GraphQuota::after(None, (14, 4), 0, 0);
+    assert_eq!(q.resets_by_ms, 5000);
+    let q = GraphQuota::after(Some(q), (13, 3), 1200, 1200);
+    assert_eq!(q.resets_by_ms, 5000, "a later bound does not widen it");
+    let q = GraphQuota::after(Some(q), (0, 2), 1600, 1600);
+    assert_eq!(q.resets_by_ms, 4600);
+    assert_eq!(q.wait_ms(2000), Some(2600));
+    assert_eq!(q.wait_ms(4600), None);
+    // More left than before: a new window, judged on its own.
+    let q = GraphQuota::after(Some(q), (14, 4), 4700, 4700);
+    assert_eq!(q.resets_by_ms, 9700);
+    assert_eq!(q.wait_ms(4700), None, "queries left: no wait");
+}
