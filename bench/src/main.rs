@@ -62,9 +62,12 @@ struct Args {
         default_value = "plugins/target/wasm32-wasip2/release/azure_container_registry.wasm"
     )]
     plugin: PathBuf,
-    /// The connector's linear-memory cap (`memory_mb` in plugins.toml).
-    #[arg(long, default_value_t = 256)]
+    /// The connector's linear-memory cap (`memory_mb` in plugins.toml; 64 as in the repository's).
+    #[arg(long, default_value_t = 64)]
     plugin_memory_mb: u32,
+    /// Connector instances enumerating registries at once (`keelson scan --parallel-registries`)
+    #[arg(long, default_value_t = 4)]
+    parallel_registries: u16,
     /// A Python with the Azure SDK installed; runs the peer baseline (`bench/sdk_baseline.py`).
     #[arg(long)]
     python: Option<PathBuf>,
@@ -234,7 +237,8 @@ impl Bench<'_> {
         status(&format!("keelson scan: {label}"));
         self.sim.reset_stats();
         let mut cmd = Command::new(&self.args.keelson);
-        cmd.args(["scan", "sim", "--json"])
+        cmd.args(["scan", "sim", "--json", "--parallel-registries"])
+            .arg(self.args.parallel_registries.to_string())
             .current_dir(&self.args.work)
             .env("KEELSON_CONFIG", &self.config)
             .env("KEELSON_LOG", "warn")

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use keelson_config::Schedule;
 use keelson_scan::{PagingPolicy, Progress, ScanRequest, ScanSummary, scan_with_policy};
@@ -33,6 +34,11 @@ pub(crate) struct ScanArgs {
     /// mean more requests and smaller transactions.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     page_size: u32,
+    /// Connector instances enumerating registries at once (each registry has its own throttling
+    /// budget); one more reads the findings. Each instance signs in on its own.
+    #[arg(long, default_value_t = keelson_scan::DEFAULT_PARALLEL_REGISTRIES,
+          value_parser = clap::value_parser!(u16).range(1..=32).map(usize::from))]
+    parallel_registries: usize,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -78,6 +84,7 @@ pub(crate) async fn scan_cmd(app: &mut App, args: ScanArgs) -> anyhow::Result<Ex
     let cancel = cancel_on_ctrl_c();
     let policy = PagingPolicy {
         page_size: args.page_size,
+        parallel_registries: args.parallel_registries,
         ..PagingPolicy::default()
     };
     let mut ok = true;

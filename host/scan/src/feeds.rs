@@ -1,7 +1,8 @@
 //! The reading half of a run: tasks that each own a connector instance and send what they read
 //! to the run, which alone writes to the store.
 //!
-//! Registries are enumerated by up to [`MAX_ENUMERATORS`] instances at once, each taking the next
+//! Registries are enumerated by several instances at once ([`DEFAULT_PARALLEL_REGISTRIES`] unless
+//! the [`PagingPolicy`] says otherwise), each taking the next
 //! registry from a shared queue (every registry has its own ACR budget), and the findings are read
 //! by one more instance from the start (Resource Graph is another budget). The plugin work of
 //! these tasks runs on other cores than the store's writes. The channel is bounded, so a slow
@@ -18,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::{PageSink, PageSource, PagingPolicy, Selection, WalkError, walk_pages};
 
-/// Connector instances enumerating registries at once.
-pub const MAX_ENUMERATORS: usize = 4;
+/// Connector instances enumerating registries at once, unless the [`PagingPolicy`] says otherwise.
+pub const DEFAULT_PARALLEL_REGISTRIES: usize = 4;
 
 /// Inventory pages in flight between the enumerators and the store, per enumerator.
 const PAGES_IN_FLIGHT: usize = 2;

@@ -11,7 +11,7 @@ pub mod run;
 mod select;
 mod walk;
 
-pub use feeds::{DESCRIBE_BATCH, MAX_ENUMERATORS};
+pub use feeds::{DEFAULT_PARALLEL_REGISTRIES, DESCRIBE_BATCH};
 pub use run::{NoProgress, Progress, ScanRequest, ScanSummary, Uncovered, scan, scan_with_policy};
 pub use select::{Selection, check_glob, glob_match};
 pub use walk::{PageSink, PageSource, PagingPolicy, WalkError, walk, walk_pages};

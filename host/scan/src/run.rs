@@ -3,7 +3,7 @@
 //! The order: [`Store::begin_run`] takes the connection's lease first (a second scan is refused
 //! before it costs a request), then the connector is opened and registries are listed and
 //! filtered by the [`Selection`]. Then reader tasks, each owning a connector instance, work at
-//! once (see the `feeds` module): up to [`MAX_ENUMERATORS`] instances
+//! once (see the `feeds` module): up to [`PagingPolicy::parallel_registries`] instances
 //! walk the selected registries' repositories and images, a registry at a time each, and one more
 //! walks the findings of the selected registries. This task alone writes what they send, page by
 //! page, with [`Store::ingest_inventory`] and [`Store::ingest_findings`]: readers run on other
@@ -41,7 +41,7 @@ use keelson_store::{
 };
 use serde::Serialize;
 
-use crate::feeds::{MAX_ENUMERATORS, Mailbox, Readers, Report};
+use crate::feeds::{Mailbox, Readers, Report};
 use crate::{PagingPolicy, Selection, walk};
 
 /// What a run is asked to do.
@@ -340,11 +340,11 @@ impl Ctx<'_> {
             return Ok(Ended::Done);
         }
 
-        // Up to MAX_ENUMERATORS instances enumerate registries (each registry has its own
+        // Up to `parallel_registries` instances enumerate registries (each registry has its own
         // budget) and one more reads the findings (another budget) from the start. An instance
         // that cannot be opened only means less parallelism.
         let mut extra = Vec::new();
-        for _ in 0..in_scope.len().min(MAX_ENUMERATORS) {
+        for _ in 0..in_scope.len().min(policy.parallel_registries.max(1)) {
             match open().await {
                 Ok(more) => extra.push(more),
                 Err(err) => {

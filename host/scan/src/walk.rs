@@ -19,6 +19,9 @@ pub struct PagingPolicy {
     pub retry_delay: Duration,
     /// Longest wait accepted for one `throttled` answer; longer means give up on this listing.
     pub max_throttle_wait: Duration,
+    /// Connector instances enumerating registries at once in a scan (each registry has its own
+    /// throttling budget); the findings are read by one more.
+    pub parallel_registries: usize,
 }
 
 impl Default for PagingPolicy {
@@ -29,6 +32,7 @@ impl Default for PagingPolicy {
             retries: 3,
             retry_delay: Duration::from_millis(200),
             max_throttle_wait: Duration::from_mins(2),
+            parallel_registries: crate::DEFAULT_PARALLEL_REGISTRIES,
         }
     }
 }

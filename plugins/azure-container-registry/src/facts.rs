@@ -243,6 +243,12 @@ impl RepositoryIndex {
         }
     }
 
+    /// Whether `registry`'s catalog was read (or given up on) in this session, even if it listed
+    /// no names.
+    pub(crate) fn knows(&self, registry: &str) -> bool {
+        self.registries.contains_key(registry)
+    }
+
     /// Notes a listed image: kept only when its repository's lossy name collides with another's.
     pub(crate) fn note_image(&mut self, image: &ImageRef) {
         let Some(repositories) = self.registries.get_mut(&image.registry) else {
@@ -268,8 +274,8 @@ impl RepositoryIndex {
     }
 
     /// The repository of `registry` that `hint` (a lossy name) stands for, telling colliding
-    /// names apart by the image's `digest` (lowercase). A name the catalog did not list (a
-    /// registry not enumerated in this session) is taken as it is.
+    /// names apart by the image's `digest` (lowercase). A name the catalog did not list (or a
+    /// registry whose catalog was not read) is taken as it is.
     pub(crate) fn resolve(&self, registry: &str, hint: &str, digest: &str) -> String {
         let Some(repositories) = self.registries.get(registry) else {
             return hint.to_owned();
@@ -410,10 +416,19 @@ mod tests {
         assert_eq!(index.resolve(registry, "a-b-c", &digest("0d")), "a-b-c");
         assert_eq!(index.colliding_digests, 2, "only colliding repositories");
         // A registry whose catalog was not read: the hint as it is.
+        assert!(index.knows(registry) && !index.knows("other.azurecr.io"));
         assert_eq!(
             index.resolve("other.azurecr.io", "team-api", "d"),
             "team-api"
         );
+    }
+
+    #[test]
+    fn a_catalog_without_names_counts_as_read() {
+        let mut index = RepositoryIndex::default();
+        index.add("r.azurecr.io", std::iter::empty());
+        assert!(index.knows("r.azurecr.io"));
+        assert_eq!(index.resolve("r.azurecr.io", "team-api", "d"), "team-api");
     }
 
     #[test]

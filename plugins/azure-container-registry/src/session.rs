@@ -600,18 +600,66 @@ impl AcrSession {
             (None, None) => return Ok(None),
         };
         // A lossy name (`/` written as `-`) is looked up in the registry's catalog, not in the
-        // images: those are not kept once described.
-        let repository = location.repository.clone().or_else(|| {
-            location
-                .repository_hint
-                .as_deref()
-                .map(|hint| self.repositories.borrow().resolve(&registry, hint, &digest))
-        });
+        // images: those are not kept once described. A name without `-` can only be itself.
+        let repository = match (&location.repository, &location.repository_hint) {
+            (Some(repository), _) => Some(repository.clone()),
+            (None, Some(hint)) => {
+                if hint.contains('-') {
+                    self.ensure_catalog(&registry);
+                }
+                Some(self.repositories.borrow().resolve(&registry, hint, &digest))
+            }
+            (None, None) => None,
+        };
         Ok(repository.map(|repository| ImageRef {
             registry,
             repository,
             digest,
         }))
+    }
+
+    /// Reads `registry`'s catalog into the repository index once per session, for a session
+    /// that lists findings without having enumerated the registry. Enumeration state is left
+    /// alone (no [`Self::start_registry`], no metadata tokens). A catalog that cannot be read
+    /// does not fail the findings: the registry is recorded with what was read (maybe nothing),
+    /// so it is not asked again, and its lossy names stay as the rows write them.
+    fn ensure_catalog(&self, registry: &str) {
+        if self.repositories.borrow().knows(registry) {
+            return;
+        }
+        // Scrubbed: the message goes to the log, not through the host's error path.
+        if let Err(err) = self.scrub(self.read_catalog(registry)) {
+            warn!(
+                "the catalog of `{registry}` could not be read; its findings keep repository \
+                 names as Defender writes them: {err}"
+            );
+        }
+        self.repositories
+            .borrow_mut()
+            .add(registry, std::iter::empty());
+    }
+
+    /// Every page of `registry`'s catalog, added to the repository index page by page.
+    fn read_catalog(&self, registry: &str) -> Result<(), ConnectorError> {
+        let registry = acr::check_login_server(registry)?;
+        let what = format!("the catalog of `{registry}`");
+        let mut path = acr::catalog_path(acr::MAX_PAGE);
+        let mut trail = Trail::new();
+        trail.visit(&path, &what)?;
+        loop {
+            let response = self.registry_get(&registry, &path, CATALOG_SCOPE)?;
+            let items = acr::parse_catalog(&response, &registry)?;
+            self.repositories
+                .borrow_mut()
+                .add(&registry, items.iter().map(|r| r.name.as_str()));
+            match acr::next_link(&response, &registry)? {
+                Some(link) => {
+                    trail.visit(&link, &what)?;
+                    path = link;
+                }
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Reads one Resource Graph page into the slot, unless the slot can serve `range` (start,

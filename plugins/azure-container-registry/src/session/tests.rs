@@ -1127,13 +1127,59 @@ fn a_row_without_its_repository_is_resolved_through_the_catalog() {
     assert_eq!(p.items.len(), 1);
     assert_eq!(p.items[0].image, image_in("alpha.azurecr.io"));
 
-    // A registry whose catalog this session did not read: the name as the row writes it.
-    let (session, _) = session_with(
+    // A session that lists findings only (no enumeration) reads the catalog itself, all its
+    // pages, once however many rows need it.
+    let (session, log) = session_with(
         &[("findings_source", "individual")],
-        graph_rows(vec![repository_less_row()]),
+        graph_rows(vec![repository_less_row(), repository_less_row()]),
     );
     let p = session.list_findings(&scope, page(None, 100)).unwrap();
-    assert_eq!(p.items[0].image.repository, "team-api");
+    assert_eq!(p.items.len(), 2);
+    assert!(
+        p.items
+            .iter()
+            .all(|f| f.image == image_in("alpha.azurecr.io"))
+    );
+    assert_eq!(count(&log, url_has("/acr/v1/_catalog?n=1000")), 1);
+    assert_eq!(count(&log, url_has("last=team%2Fapi")), 1, "second page");
+    // No enumeration state: no metadata tokens, nothing held to describe.
+    assert_eq!(count(&log, url_has("metadata_read")), 0);
+    assert_eq!(session.images.borrow().len(), 0);
+    let p = session.list_findings(&scope, page(None, 100)).unwrap();
+    assert_eq!(p.items[1].image.repository, "team/api");
+    assert_eq!(
+        count(&log, url_has("/acr/v1/_catalog")),
+        2,
+        "not read again"
+    );
+}
+
+#[test]
+fn a_catalog_that_cannot_be_read_keeps_the_name_as_written() {
+    let scope = ScanScope { registries: vec![] };
+    for status in [403, 404, 429, 500] {
+        let rows = graph_rows(vec![repository_less_row(), repository_less_row()]);
+        let (session, log) = session_with(&[("findings_source", "individual")], move |req| {
+            if req.url.contains("/acr/v1/_catalog") {
+                return with_header(
+                    response(status, &json!({"errors": [{"code": "DENIED"}]})),
+                    "Retry-After",
+                    "30",
+                );
+            }
+            rows(req)
+        });
+        let p = session.list_findings(&scope, page(None, 100)).unwrap();
+        assert_eq!(p.items.len(), 2, "{status}");
+        assert!(
+            p.items.iter().all(|f| f.image.repository == "team-api"
+                && f.image.registry == "alpha.azurecr.io"),
+            "{status}"
+        );
+        // Given up on once, not once per row.
+        assert_eq!(count(&log, url_has("/acr/v1/_catalog")), 1, "{status}");
+        assert!(session.repositories.borrow().knows("alpha.azurecr.io"));
+    }
 }
 
 #[test]
