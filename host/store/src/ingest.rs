@@ -2,8 +2,9 @@
 //!
 //! Each call is one `BEGIN IMMEDIATE` transaction over one page, so the scan never holds a whole
 //! tenant in memory and a crash loses at most the page in flight. Upserts use `ON CONFLICT … DO
-//! UPDATE … WHERE <something changed>`. An unchanged finding's row is not written at all: the
-//! page records the ids it saw in one `run_seen` row (see [`crate::seen`]). Consecutive findings
+//! UPDATE … WHERE <something changed>`. An unchanged finding's or image's row is not written at
+//! all: the page records the ids it saw in one `run_seen` / `run_seen_images` row (see
+//! [`crate::seen`]). Consecutive findings
 //! read from the same source row share one `raw_rows` entry.
 
 use std::collections::{HashMap, HashSet};
@@ -13,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::runs::running_state;
+use crate::seen::Seen;
 use crate::{Result, RunId, Store, now, to_json};
 
 /// One inventory record of a page.
@@ -153,6 +155,8 @@ struct Page<'c> {
     last_raw: Option<(String, i64)>,
     /// Finding ids this page saw.
     seen: Vec<i64>,
+    /// Image ids this page saw.
+    seen_images: Vec<i64>,
 }
 
 impl<'c> Page<'c> {
@@ -169,6 +173,7 @@ impl<'c> Page<'c> {
             vulnerabilities: HashSet::new(),
             last_raw: None,
             seen: Vec::new(),
+            seen_images: Vec::new(),
         })
     }
 
@@ -280,7 +285,7 @@ impl<'c> Page<'c> {
                          VALUES (?1, ?2, ?3, ?3, ?4)
                          ON CONFLICT (repository_id, digest) DO UPDATE SET
                              last_seen = excluded.last_seen, last_run_id = excluded.last_run_id, removed_at = NULL
-                         WHERE images.last_run_id IS NOT excluded.last_run_id OR images.removed_at IS NOT NULL",
+                         WHERE images.removed_at IS NOT NULL",
                     )?
                     .execute(params![repository_id, digest, self.at, self.run])?;
             }
@@ -298,7 +303,7 @@ impl<'c> Page<'c> {
                              size_bytes = excluded.size_bytes, created_at = excluded.created_at,
                              updated_at = excluded.updated_at,
                              last_seen = excluded.last_seen, last_run_id = excluded.last_run_id, removed_at = NULL
-                         WHERE images.last_run_id IS NOT excluded.last_run_id OR images.removed_at IS NOT NULL
+                         WHERE images.removed_at IS NOT NULL
                             OR (images.tags, images.media_type, images.platform, images.size_bytes,
                                 images.created_at, images.updated_at)
                                IS NOT (excluded.tags, excluded.media_type, excluded.platform, excluded.size_bytes,
@@ -323,6 +328,7 @@ impl<'c> Page<'c> {
             .prepare_cached("SELECT id FROM images WHERE repository_id = ?1 AND digest = ?2")?
             .query_row(params![repository_id, digest], |row| row.get(0))?;
         self.images.insert(key, id);
+        self.seen_images.push(id);
         Ok(id)
     }
 
@@ -601,6 +607,7 @@ impl Store {
                 }
             }
         }
+        crate::seen::record(&tx, run, Seen::Images, &mut page.seen_images)?;
         drop(page);
         tx.commit()?;
         Ok(())
@@ -623,7 +630,8 @@ impl Store {
         for finding in findings {
             page.finding(source_tool, finding, &mut counts)?;
         }
-        crate::seen::record(&tx, run, &mut page.seen)?;
+        crate::seen::record(&tx, run, Seen::Findings, &mut page.seen)?;
+        crate::seen::record(&tx, run, Seen::Images, &mut page.seen_images)?;
         drop(page);
         tx.prepare_cached(
             "UPDATE scan_runs SET findings_new = findings_new + ?2, findings_seen = findings_seen + ?3,

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_server.sql"),
     include_str!("../migrations/0004_retire.sql"),
     include_str!("../migrations/0005_scale.sql"),
+    include_str!("../migrations/0006_seen_images.sql"),
 ];
 
 /// The schema version this build writes.

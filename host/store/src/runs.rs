@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use crate::owner::Liveness;
+use crate::seen::{Seen, SeenSet};
 use crate::{ConnectionId, Error, Result, RunId, Store, from_json, now, to_json};
 
 /// What started a run.
@@ -334,21 +335,15 @@ impl Store {
         if status == RunStatus::Complete {
             resolved = resolve_unseen(&tx, run, state.connection_id, &covered_json, &at)?;
         }
-        crate::seen::forget(&tx, run, state.connection_id)?;
-        let images_seen: i64 = tx.query_row(
-            "SELECT count(*) FROM images im
-             JOIN repositories rp ON rp.id = im.repository_id
-             JOIN registries rg ON rg.id = rp.registry_id
-             WHERE rg.connection_id = ?1 AND im.last_run_id = ?2",
-            params![state.connection_id, run.0],
-            |row| row.get(0),
-        )?;
+        let images_seen =
+            i64::try_from(SeenSet::load(&tx, run, Seen::Images)?.len()).unwrap_or(i64::MAX);
         tx.execute(
             "UPDATE scan_runs SET status = ?2, finished_at = ?3, covered_registries = ?4, error = ?5,
                  images_seen = ?6, findings_resolved = ?7, owner = NULL
              WHERE id = ?1",
             params![run.0, status.as_str(), at, covered_json, outcome.reason(), images_seen, resolved as i64],
         )?;
+        crate::seen::forget(&tx, run, state.connection_id)?;
         tx.execute(
             "INSERT INTO events (at, kind, connection_id, run_id, field, old_value, new_value)
              VALUES (?1, 'run-finished', ?2, ?3, 'status', 'running', ?4)",
@@ -422,7 +417,7 @@ fn resolve_unseen(
     covered_json: &str,
     at: &str,
 ) -> Result<usize> {
-    let seen = crate::seen::SeenSet::load(conn, run)?;
+    let seen = SeenSet::load(conn, run, Seen::Findings)?;
     // Few findings go away per run, so the ids to resolve are collected in a temporary table that
     // the two statements below read.
     conn.execute_batch(
@@ -465,12 +460,27 @@ fn resolve_unseen(
         params![connection_id, run.0, covered_json, at],
     )?;
     // Inventory that the complete run no longer saw is gone from the source.
+    let images = SeenSet::load(conn, run, Seen::Images)?;
+    conn.execute_batch("DELETE FROM temp.unseen;")?;
+    {
+        let mut listed = conn.prepare_cached(
+            "SELECT im.id FROM images im
+             JOIN repositories rp ON rp.id = im.repository_id JOIN registries rg ON rg.id = rp.registry_id
+             WHERE rg.connection_id = ?1 AND im.removed_at IS NULL
+               AND rg.name IN (SELECT value FROM json_each(?2))",
+        )?;
+        let mut unseen = conn.prepare_cached("INSERT INTO temp.unseen (id) VALUES (?1)")?;
+        let mut rows = listed.query(params![connection_id, covered_json])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            if !images.contains(id) {
+                unseen.execute([id])?;
+            }
+        }
+    }
     conn.execute(
-        "UPDATE images SET removed_at = ?4
-         WHERE removed_at IS NULL AND last_run_id IS NOT ?2 AND repository_id IN (
-             SELECT rp.id FROM repositories rp JOIN registries rg ON rg.id = rp.registry_id
-             WHERE rg.connection_id = ?1 AND rg.name IN (SELECT value FROM json_each(?3)))",
-        params![connection_id, run.0, covered_json, at],
+        "UPDATE images SET removed_at = ?1 WHERE id IN (SELECT id FROM temp.unseen)",
+        [at],
     )?;
     conn.execute(
         "UPDATE repositories SET removed_at = ?4

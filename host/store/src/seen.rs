@@ -1,5 +1,6 @@
-//! What a run saw: the finding ids of each ingested page, kept as one compact row per page
-//! (`run_seen`) so that an unchanged finding costs no write of its own row.
+//! What a run saw: the finding and image ids of each ingested page, kept as one compact row per
+//! page (`run_seen`, `run_seen_images`) so that an unchanged finding or image costs no write of
+//! its own row.
 //!
 //! A page's ids are sorted, deduplicated and stored as LEB128 varints of their deltas (one or two
 //! bytes per finding in practice). When a complete run finishes, [`SeenSet::load`] reads the
@@ -55,27 +56,49 @@ fn decode(bytes: &[u8], mut each: impl FnMut(u64)) -> Option<()> {
     (shift == 0).then_some(())
 }
 
-/// Records one page's ids for `run` as the next batch.
-pub(crate) fn record(conn: &Connection, run: RunId, ids: &mut Vec<i64>) -> Result<()> {
+/// What the ids of a batch are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    Findings,
+    Images,
+}
+
+impl Seen {
+    /// The table and its id column.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Findings => ("run_seen", "finding_ids"),
+            Self::Images => ("run_seen_images", "image_ids"),
+        }
+    }
+}
+
+/// Records one page's ids of `kind` for `run` as the next batch, and empties `ids`.
+pub(crate) fn record(conn: &Connection, run: RunId, kind: Seen, ids: &mut Vec<i64>) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let blob = encode(ids);
-    conn.prepare_cached(
-        "INSERT INTO run_seen (run_id, batch, finding_ids)
-         VALUES (?1, (SELECT coalesce(max(batch), 0) + 1 FROM run_seen WHERE run_id = ?1), ?2)",
-    )?
+    ids.clear();
+    let (table, column) = kind.table();
+    conn.prepare_cached(&format!(
+        "INSERT INTO {table} (run_id, batch, {column})
+         VALUES (?1, (SELECT coalesce(max(batch), 0) + 1 FROM {table} WHERE run_id = ?1), ?2)"
+    ))?
     .execute(params![run.0, blob])?;
     Ok(())
 }
 
 /// Drops the batches of `run` and of every finished run of its connection (left by a crash).
 pub(crate) fn forget(conn: &Connection, run: RunId, connection_id: i64) -> Result<()> {
-    conn.prepare_cached(
-        "DELETE FROM run_seen WHERE run_id = ?1 OR run_id IN (
-             SELECT id FROM scan_runs WHERE connection_id = ?2 AND status <> 'running')",
-    )?
-    .execute(params![run.0, connection_id])?;
+    for kind in [Seen::Findings, Seen::Images] {
+        let (table, _) = kind.table();
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE run_id = ?1 OR run_id IN (
+                 SELECT id FROM scan_runs WHERE connection_id = ?2 AND status <> 'running')"
+        ))?
+        .execute(params![run.0, connection_id])?;
+    }
     Ok(())
 }
 
@@ -110,17 +133,18 @@ impl SeenSet {
     }
 
     /// How many distinct ids the set holds.
-    #[cfg(test)]
-    fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// Reads every batch `run` recorded. A batch that does not decode is an error: resolving
     /// against a partial set would resolve findings the run did see.
-    pub(crate) fn load(conn: &Connection, run: RunId) -> Result<Self> {
+    pub(crate) fn load(conn: &Connection, run: RunId, kind: Seen) -> Result<Self> {
         let mut set = Self::default();
-        let mut stmt =
-            conn.prepare_cached("SELECT batch, finding_ids FROM run_seen WHERE run_id = ?1")?;
+        let (table, column) = kind.table();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT batch, {column} FROM {table} WHERE run_id = ?1"
+        ))?;
         let mut rows = stmt.query([run.0])?;
         while let Some(row) = rows.next()? {
             let batch: i64 = row.get(0)?;

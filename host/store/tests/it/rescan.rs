@@ -1,5 +1,5 @@
-//! What a rescan writes: nothing for an unchanged finding, and a source row once however many
-//! findings were read from it.
+//! What a rescan writes: nothing for an unchanged finding or image, and a source row once
+//! however many findings were read from it.
 
 use keelson_core::ScanScope;
 use keelson_store::{IngestCounts, RunOutcome, RunTrigger, Store};
@@ -18,7 +18,13 @@ fn count_finding_writes(db: &Connection) {
          CREATE TRIGGER count_finding_inserts AFTER INSERT ON findings
          BEGIN UPDATE finding_writes SET n = n + 1; END;
          CREATE TRIGGER count_finding_updates AFTER UPDATE ON findings
-         BEGIN UPDATE finding_writes SET n = n + 1; END;",
+         BEGIN UPDATE finding_writes SET n = n + 1; END;
+         CREATE TABLE image_writes (n INTEGER NOT NULL);
+         INSERT INTO image_writes VALUES (0);
+         CREATE TRIGGER count_image_inserts AFTER INSERT ON images
+         BEGIN UPDATE image_writes SET n = n + 1; END;
+         CREATE TRIGGER count_image_updates AFTER UPDATE ON images
+         BEGIN UPDATE image_writes SET n = n + 1; END;",
     )
     .unwrap();
 }
@@ -28,12 +34,18 @@ fn finding_writes(db: &Connection) -> i64 {
         .unwrap()
 }
 
+fn image_writes(db: &Connection) -> i64 {
+    db.query_row("SELECT n FROM image_writes", [], |r| r.get(0))
+        .unwrap()
+}
+
 fn reset(db: &Connection) {
-    db.execute("UPDATE finding_writes SET n = 0", []).unwrap();
+    db.execute_batch("UPDATE finding_writes SET n = 0; UPDATE image_writes SET n = 0;")
+        .unwrap();
 }
 
 #[test]
-fn an_unchanged_rescan_writes_no_finding_row_and_still_resolves_what_it_did_not_see() {
+fn an_unchanged_rescan_writes_no_finding_or_image_row_and_still_resolves_what_it_did_not_see() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keelson.db");
     let mut store = Store::open(&path).unwrap();
@@ -63,6 +75,7 @@ fn an_unchanged_rescan_writes_no_finding_row_and_still_resolves_what_it_did_not_
         .finish_run(run, &RunOutcome::Complete, &strings(&[R1]))
         .unwrap();
     assert_eq!(finding_writes(&db), 300);
+    assert_eq!(image_writes(&db), 280, "one per (repository, digest)");
 
     reset(&db);
     let run = store
@@ -82,6 +95,8 @@ fn an_unchanged_rescan_writes_no_finding_row_and_still_resolves_what_it_did_not_
         0,
         "an unchanged rescan wrote finding rows"
     );
+    assert_eq!(image_writes(&db), 0, "an unchanged rescan wrote image rows");
+    assert_eq!(info.images_seen, 280);
     // The finding rows were not touched, yet the queue says they were seen by this run.
     let covered_at: String = db
         .query_row(
