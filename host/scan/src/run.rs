@@ -267,6 +267,12 @@ struct Ctx<'a> {
     pending_contexts: Vec<keelson_core::ImageContext>,
 }
 
+/// How a set of reader tasks ended: how the findings listing ended, if one of them read it.
+enum Joined {
+    Findings(Option<Result<u64, crate::WalkError>>),
+    Failed(String),
+}
+
 /// Why the run stopped before the readers were done.
 enum Stop {
     Cancelled,
@@ -358,7 +364,7 @@ impl Ctx<'_> {
             in_scope.iter().cloned().collect::<VecDeque<_>>(),
         ));
         let describe_failed = Arc::new(AtomicBool::new(false));
-        let (mut mailbox, inventory, findings) = Mailbox::new(extra.len() + 1);
+        let (mailbox, inventory, findings) = Mailbox::new(extra.len() + 1);
         let mut readers = Readers::default();
         let first = slot.take().expect("checked above");
         for conn in std::iter::once(first).chain(extra) {
@@ -371,54 +377,35 @@ impl Ctx<'_> {
                 Arc::clone(&describe_failed),
             );
         }
-        let findings_early = findings_conn.is_some();
         // The mailbox is done once every sender is gone, so none may outlive its reader.
+        let early = findings_conn.is_some();
         match findings_conn {
             Some(conn) => readers.read_findings(conn, &in_scope, findings, policy.clone()),
             None => drop(findings),
         }
         drop(inventory);
-
-        let mut findings_listed = None;
-        if let Err(stop) = self.write_reports(&mut mailbox, source_tool).await {
-            readers.abort();
-            return Err(stop);
-        }
-        let mut readers = Some(readers);
-        for _ in 0..2 {
-            let Some(running) = readers.take() else { break };
-            for ended in running.join().await {
-                let ended = match ended {
-                    Ok(ended) => ended,
-                    Err(panic) => {
-                        return Ok(Ended::Failed(format!("a connector task failed: {panic}")));
-                    }
-                };
-                if let Some(listed) = ended.findings {
-                    findings_listed = Some(listed);
-                    self.state.requests += ended.conn.requests_sent();
-                } else if slot.is_none() {
-                    *slot = Some(ended.conn);
-                } else {
-                    self.state.requests += ended.conn.requests_sent();
-                }
-            }
-            if findings_early || findings_listed.is_some() {
-                break;
-            }
+        let mut findings_listed = match self
+            .run_readers(readers, mailbox, slot, source_tool)
+            .await?
+        {
+            Joined::Findings(listed) => listed,
+            Joined::Failed(reason) => return Ok(Ended::Failed(reason)),
+        };
+        if !early {
             // No instance was free for the findings: the first one reads them now.
             let Some(conn) = slot.take() else {
                 return Ok(Ended::Failed("the connector is gone".to_owned()));
             };
-            let (more, _, findings_tx) = Mailbox::new(1);
-            mailbox = more;
-            let mut findings = Readers::default();
-            findings.read_findings(conn, &in_scope, findings_tx, policy.clone());
-            if let Err(stop) = self.write_reports(&mut mailbox, source_tool).await {
-                findings.abort();
-                return Err(stop);
-            }
-            readers = Some(findings);
+            let (mailbox, _, findings) = Mailbox::new(1);
+            let mut readers = Readers::default();
+            readers.read_findings(conn, &in_scope, findings, policy.clone());
+            findings_listed = match self
+                .run_readers(readers, mailbox, slot, source_tool)
+                .await?
+            {
+                Joined::Findings(listed) => listed,
+                Joined::Failed(reason) => return Ok(Ended::Failed(reason)),
+            };
         }
         if self.cancelled() {
             return Err(Stop::Cancelled);
@@ -432,6 +419,39 @@ impl Ctx<'_> {
             }
             None => Ok(Ended::Failed("the findings were not read".to_owned())),
         }
+    }
+
+    /// Writes what `readers` send until every one of them is done, then collects them: a
+    /// connector goes back into `slot` if it is empty, the others' requests are counted.
+    async fn run_readers(
+        &mut self,
+        readers: Readers,
+        mut mailbox: Mailbox,
+        slot: &mut Option<Connection>,
+        source_tool: &str,
+    ) -> Result<Joined, Stop> {
+        if let Err(stop) = self.write_reports(&mut mailbox, source_tool).await {
+            readers.abort();
+            return Err(stop);
+        }
+        let mut findings = None;
+        for ended in readers.join().await {
+            let ended = match ended {
+                Ok(ended) => ended,
+                Err(panic) => {
+                    return Ok(Joined::Failed(format!("a connector task failed: {panic}")));
+                }
+            };
+            if ended.findings.is_some() {
+                findings = ended.findings;
+                self.state.requests += ended.conn.requests_sent();
+            } else if slot.is_none() {
+                *slot = Some(ended.conn);
+            } else {
+                self.state.requests += ended.conn.requests_sent();
+            }
+        }
+        Ok(Joined::Findings(findings))
     }
 
     /// Writes what the readers send until every one of them is done.

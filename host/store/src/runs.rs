@@ -408,6 +408,31 @@ impl Store {
     }
 }
 
+/// Fills `temp.unseen` with the ids that `candidates` lists (bound to the connection, `?1`, and
+/// the covered registries, `?2`) and `seen` lacks. Few things go away per run, so the ids are
+/// staged in a temporary table for the statements that act on them.
+fn stage_unseen(
+    conn: &Connection,
+    candidates: &str,
+    connection_id: i64,
+    covered_json: &str,
+    seen: &SeenSet,
+) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS unseen (id INTEGER PRIMARY KEY); DELETE FROM temp.unseen;",
+    )?;
+    let mut listed = conn.prepare_cached(candidates)?;
+    let mut unseen = conn.prepare_cached("INSERT INTO temp.unseen (id) VALUES (?1)")?;
+    let mut rows = listed.query(params![connection_id, covered_json])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        if !seen.contains(id) {
+            unseen.execute([id])?;
+        }
+    }
+    Ok(())
+}
+
 /// Resolves what a complete run did not see inside its covered registries; returns how many
 /// findings it resolved. Runs inside the transaction that marks the run complete.
 fn resolve_unseen(
@@ -418,26 +443,15 @@ fn resolve_unseen(
     at: &str,
 ) -> Result<usize> {
     let seen = SeenSet::load(conn, run, Seen::Findings)?;
-    // Few findings go away per run, so the ids to resolve are collected in a temporary table that
-    // the two statements below read.
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS unseen (id INTEGER PRIMARY KEY); DELETE FROM temp.unseen;",
+    stage_unseen(
+        conn,
+        "SELECT f.id FROM findings f JOIN issues i ON i.id = f.issue_id
+         WHERE f.connection_id = ?1 AND f.status = 'open'
+           AND i.registry IN (SELECT value FROM json_each(?2))",
+        connection_id,
+        covered_json,
+        &seen,
     )?;
-    {
-        let mut open = conn.prepare_cached(
-            "SELECT f.id FROM findings f JOIN issues i ON i.id = f.issue_id
-             WHERE f.connection_id = ?1 AND f.status = 'open'
-               AND i.registry IN (SELECT value FROM json_each(?2))",
-        )?;
-        let mut unseen = conn.prepare_cached("INSERT INTO temp.unseen (id) VALUES (?1)")?;
-        let mut rows = open.query(params![connection_id, covered_json])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            if !seen.contains(id) {
-                unseen.execute([id])?;
-            }
-        }
-    }
     const UNSEEN: &str = "SELECT id FROM temp.unseen";
     conn.execute(
         &format!(
@@ -461,23 +475,16 @@ fn resolve_unseen(
     )?;
     // Inventory that the complete run no longer saw is gone from the source.
     let images = SeenSet::load(conn, run, Seen::Images)?;
-    conn.execute_batch("DELETE FROM temp.unseen;")?;
-    {
-        let mut listed = conn.prepare_cached(
-            "SELECT im.id FROM images im
-             JOIN repositories rp ON rp.id = im.repository_id JOIN registries rg ON rg.id = rp.registry_id
-             WHERE rg.connection_id = ?1 AND im.removed_at IS NULL
-               AND rg.name IN (SELECT value FROM json_each(?2))",
-        )?;
-        let mut unseen = conn.prepare_cached("INSERT INTO temp.unseen (id) VALUES (?1)")?;
-        let mut rows = listed.query(params![connection_id, covered_json])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            if !images.contains(id) {
-                unseen.execute([id])?;
-            }
-        }
-    }
+    stage_unseen(
+        conn,
+        "SELECT im.id FROM images im
+         JOIN repositories rp ON rp.id = im.repository_id JOIN registries rg ON rg.id = rp.registry_id
+         WHERE rg.connection_id = ?1 AND im.removed_at IS NULL
+           AND rg.name IN (SELECT value FROM json_each(?2))",
+        connection_id,
+        covered_json,
+        &images,
+    )?;
     conn.execute(
         "UPDATE images SET removed_at = ?1 WHERE id IN (SELECT id FROM temp.unseen)",
         [at],
