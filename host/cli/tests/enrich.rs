@@ -5,19 +5,16 @@
 //!
 //! Needs the ACR connector built: `cargo build --release --target wasm32-wasip2` in `plugins/`.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Command, Stdio};
 
-use azure_sim::{Scenario, SimHandle, SimOptions, Simulator};
+use azure_sim::SimHandle;
 use serde_json::Value;
+use support::{ACR_PLUGIN as PLUGIN, demo_simulator, workspace_root};
 
 const KEELSON: &str = env!("CARGO_BIN_EXE_keelson");
 const SECRET_VAR: &str = "KEELSON_ENRICH_CLIENT_SECRET";
-const PLUGIN: &str = "azure-container-registry";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 struct Env {
     sim: SimHandle,
@@ -27,50 +24,23 @@ struct Env {
 impl Env {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut options = SimOptions::new(Scenario::Demo);
-        options.ca_out = Some(dir.path().join("sim-ca.pem"));
-        let sim = Simulator::start(options).await.expect("simulator starts");
-        let (port, suffix) = (sim.port(), sim.host_suffix().to_owned());
-        let connector = std::path::absolute(
-            workspace_root()
-                .join("plugins/target/wasm32-wasip2/release/azure_container_registry.wasm"),
-        )
-        .expect("absolute path");
-        assert!(
-            connector.is_file(),
-            "build the plugins first: `{}` is missing",
-            connector.display()
-        );
+        let sim = demo_simulator(dir.path()).await;
         let applications = std::fs::read_to_string(
             workspace_root().join("tests/azure-sim/demo-applications.toml"),
         )
         .expect("the demo's application rules");
+        // The demo's plugins.toml, plus a compliance mapping and the demo's application rules.
+        let demo =
+            std::fs::read_to_string(dir.path().join("plugins.toml")).expect("read plugins.toml");
         let config = format!(
-            r#"[host]
-database = "state/keelson.db"
-cache_dir = {cache:?}
-extra_ca_certs = ["sim-ca.pem"]
-
-[host.resolve]
-"*.{suffix}" = "127.0.0.1"
-
-[[plugin]]
-id = "{PLUGIN}"
-path = {path:?}
-allowed_hosts = ["https://login.{suffix}:{port}", "https://management.{suffix}:{port}", "https://*.azurecr.{suffix}:{port}"]
-
+            r#"{demo}
 [[compliance]]
 framework = "SOC 2"
 control = "CC7.1"
 title = "Detect and monitor new vulnerabilities"
 applications = ["payments"]
 
-{applications}"#,
-            cache = workspace_root()
-                .join("target/keelson-test-cache")
-                .display()
-                .to_string(),
-            path = connector.display().to_string(),
+{applications}"#
         );
         std::fs::write(dir.path().join("plugins.toml"), config).expect("write config");
         Self { sim, dir }

@@ -439,10 +439,10 @@ pub struct QueueSummary {
 /// When finding `f` was last seen. `findings.last_seen` moves only when a finding is created,
 /// changed or reopened (an unchanged rescan writes no finding row); an open finding of a registry
 /// that a complete run covered was seen by that run, or the run would have resolved it.
+/// Needs the finding's issue as `i` (its registry): one lookup in `registries`' unique index.
 const LAST_SEEN: &str = "CASE WHEN f.status = 'open' THEN max(f.last_seen, coalesce((
-        SELECT rg.last_covered_at FROM images lim
-        JOIN repositories lrp ON lrp.id = lim.repository_id JOIN registries rg ON rg.id = lrp.registry_id
-        WHERE lim.id = f.image_id), '')) ELSE f.last_seen END";
+        SELECT rg.last_covered_at FROM registries rg
+        WHERE rg.connection_id = f.connection_id AND rg.name = i.registry), '')) ELSE f.last_seen END";
 
 /// Findings of retired connections are left out unless `?19` is set.
 const NOT_RETIRED: &str = "(SELECT c.id FROM connections c WHERE c.retired_at IS NOT NULL)";
@@ -938,6 +938,7 @@ impl Store {
                         f.resolved_at, f.last_run_id,
                         coalesce((SELECT rr.raw FROM raw_rows rr WHERE rr.id = f.raw_id), f.raw)
                  FROM findings f JOIN images im ON im.id = f.image_id JOIN connections c ON c.id = f.connection_id
+                 JOIN issues i ON i.id = f.issue_id
                  WHERE f.issue_id = ?1 ORDER BY f.id",
             ))?
             .query_map([id.0], |r| {

@@ -71,10 +71,12 @@ fn an_unchanged_rescan_writes_no_finding_or_image_row_and_still_resolves_what_it
     for page in findings.chunks(128) {
         store.ingest_findings(run, TOOL, page).unwrap();
     }
-    store
+    let first = store
         .finish_run(run, &RunOutcome::Complete, &strings(&[R1]))
         .unwrap();
     assert_eq!(finding_writes(&db), 300);
+    // Timestamps have millisecond resolution: the rescan must finish visibly later.
+    std::thread::sleep(std::time::Duration::from_millis(5));
     assert_eq!(image_writes(&db), 280, "one per (repository, digest)");
 
     reset(&db);
@@ -107,6 +109,7 @@ fn an_unchanged_rescan_writes_no_finding_or_image_row_and_still_resolves_what_it
         .unwrap();
     let finished_at = info.finished_at.clone().unwrap();
     assert_eq!(covered_at, finished_at);
+    assert_ne!(first.finished_at.as_deref(), Some(finished_at.as_str()));
     for row in crate::all_issues(&store) {
         assert_eq!(row.last_seen, finished_at, "{}", row.vulnerability_id);
     }
