@@ -19,7 +19,7 @@ use keelson_core::{HostPattern, KeyValue};
 use keelson_runtime::{BoundSecret, Connection, Plugin, Runtime};
 use keelson_scan::Selection;
 use keelson_store::{
-    ConnectionSpec, Keyring, SelectionAction, SelectionRule, Store, StoredConnection,
+    ConnectionSpec, Keyring, ResolveGuard, SelectionAction, SelectionRule, Store, StoredConnection,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -241,6 +241,23 @@ impl App {
 
     pub(crate) fn selection(&self, name: &str) -> anyhow::Result<Selection> {
         Ok(Selection::new(&self.selection_rules(name)?)?)
+    }
+
+    /// When a run of connection `name` that would resolve many findings is held: the thresholds
+    /// of its `[[connection]]` in plugins.toml, or the defaults.
+    pub(crate) fn resolve_guard(&self, name: &str, accept_drop: bool) -> ResolveGuard {
+        let (percent, min_open) = self.declared(name).map_or(
+            (
+                keelson_config::DEFAULT_RESOLVE_GUARD_PERCENT,
+                keelson_config::DEFAULT_RESOLVE_GUARD_MIN,
+            ),
+            |d| (d.resolve_guard_percent, d.resolve_guard_min),
+        );
+        ResolveGuard {
+            percent,
+            min_open,
+            accept_drop,
+        }
     }
 }
 

@@ -315,7 +315,7 @@ pub(crate) async fn location_report(app: &mut App, name: &str) -> anyhow::Result
     let mut registries = Vec::new();
     walk(
         &policy,
-        async |p| conn.list_registries(p).await,
+        async |p| Ok(conn.list_registries(p).await?),
         |items| {
             registries.extend(items);
             Ok(())
@@ -332,7 +332,7 @@ pub(crate) async fn location_report(app: &mut App, name: &str) -> anyhow::Result
         let mut repositories = Vec::new();
         let listed = walk(
             &policy,
-            async |p| conn.list_repositories(&registry.name, p).await,
+            async |p| Ok(conn.list_repositories(&registry.name, p).await?),
             |items| {
                 repositories.extend(items);
                 Ok(())

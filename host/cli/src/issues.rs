@@ -15,7 +15,9 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use keelson_core::Severity;
 use keelson_enrich::Direction;
-use keelson_store::{IssueCursor, IssueFilter, IssueId, IssueRow, IssueStatus, SlaState};
+use keelson_store::{
+    ConnectionState, IssueCursor, IssueFilter, IssueId, IssueRow, IssueStatus, RunStatus, SlaState,
+};
 
 use crate::app::App;
 
@@ -131,6 +133,12 @@ pub(crate) fn issues_cmd(app: &App, args: &IssuesArgs) -> anyhow::Result<ExitCod
         limit: args.limit,
     };
     let rows = app.store.issues(&filter)?;
+    let states: Vec<ConnectionState> = app
+        .store
+        .connection_states()?
+        .into_iter()
+        .filter(|c| args.connection.as_ref().is_none_or(|n| *n == c.connection))
+        .collect();
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => crate::output::json(&rows)?,
@@ -142,9 +150,68 @@ pub(crate) fn issues_cmd(app: &App, args: &IssuesArgs) -> anyhow::Result<ExitCod
             {
                 writeln!(out, "more: add `--after {}`", last.cursor())?;
             }
+            for state in &states {
+                writeln!(out, "{}", data_line(state))?;
+            }
+        }
+    }
+    if args.format != Format::Table {
+        // Machine formats keep their schema; what makes the queue incomplete goes to stderr.
+        for state in states.iter().filter(|s| !is_current(s)) {
+            warn(&data_line(state));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "a warning beside machine-readable output"
+)]
+fn warn(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Whether the connection's last run read everything, so its part of the queue is current.
+fn is_current(state: &ConnectionState) -> bool {
+    state
+        .last_run
+        .as_ref()
+        .is_some_and(|r| matches!(r.status, RunStatus::Complete | RunStatus::Running))
+}
+
+/// One line per connection under the queue: how current its part of the queue is. A connection
+/// that was never scanned, or whose last run did not read everything, is never shown as clean.
+pub(crate) fn data_line(state: &ConnectionState) -> String {
+    let name = &state.connection;
+    let as_of = state.data_as_of.as_deref().map_or_else(
+        || "no data from it yet".to_owned(),
+        |at| format!("data as of {at}"),
+    );
+    let Some(run) = &state.last_run else {
+        return format!(
+            "data: `{name}` was never scanned; nothing from it is in this queue (`keelson scan {name}`)"
+        );
+    };
+    let detail = match run.status {
+        RunStatus::Complete | RunStatus::Running => String::new(),
+        RunStatus::Partial => format!(
+            " — not everything was read, what was not stays as it was: {}",
+            run.coverage.as_deref().unwrap_or("see `keelson runs`")
+        ),
+        RunStatus::Held => format!(
+            " — it would have resolved most findings, so nothing was resolved; review with `keelson runs {name}` and accept with `keelson runs accept {}`",
+            run.id
+        ),
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted => format!(
+            " — this queue may be out of date: {}",
+            run.error.as_deref().unwrap_or("the run did not finish")
+        ),
+    };
+    format!(
+        "data: `{name}`: last run {} {}{detail}; {as_of}",
+        run.id, run.status
+    )
 }
 
 const CSV_HEADER: [&str; 21] = [

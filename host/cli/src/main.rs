@@ -13,6 +13,7 @@ mod issues;
 mod keys;
 mod output;
 mod plugins;
+mod runs;
 mod scan;
 mod serve;
 
@@ -66,6 +67,8 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Keep running: scan each connection on its schedule until ctrl-c.
     Run(scan::RunArgs),
+    /// Scan runs with their coverage; `runs accept RUN` applies a held run's resolution.
+    Runs(runs::RunsArgs),
     /// The queue: active issues, filtered, as a table, JSON or CSV.
     Issues(issues::IssuesArgs),
     /// One issue.
@@ -140,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Disconnect { name } => connections::disconnect_cmd(&mut app, &name),
         Command::Scan(args) => scan::scan_cmd(&mut app, args).await,
         Command::Run(args) => scan::run_cmd(&mut app, args).await,
+        Command::Runs(args) => runs::runs_cmd(&mut app, &args),
         Command::Issues(args) => issues::issues_cmd(&app, &args),
         Command::Issue(command) => issues::issue_cmd(&app, &command),
         Command::Feeds(command) => enrich::feeds_cmd(&mut app, &command),

@@ -39,9 +39,31 @@ pub(crate) struct ScanArgs {
     #[arg(long, default_value_t = keelson_scan::DEFAULT_PARALLEL_REGISTRIES,
           value_parser = clap::value_parser!(u16).range(1..=32).map(usize::from))]
     parallel_registries: usize,
+    /// Apply this run's resolution even if it would resolve every open finding it covers or more
+    /// than `resolve_guard_percent` of the connection's (a drop you expect, such as a registry
+    /// you emptied); without it such a run ends `held`.
+    #[arg(long, conflicts_with = "all")]
+    accept_drop: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The exit code of `keelson scan`: 0 when every run is complete, 2 when one is partial, 3 when
+/// one is held (and none worse), 1 when one failed, was cancelled or could not run.
+fn exit_code(statuses: &[Option<RunStatus>]) -> ExitCode {
+    let rank = |s: &Option<RunStatus>| match s {
+        Some(RunStatus::Complete) => 0,
+        Some(RunStatus::Partial) => 1,
+        Some(RunStatus::Held) => 2,
+        _ => 3,
+    };
+    match statuses.iter().map(rank).max().unwrap_or(0) {
+        0 => ExitCode::SUCCESS,
+        1 => ExitCode::from(2),
+        2 => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// Cancels scans on ctrl-c; exits on the second.
@@ -87,22 +109,32 @@ pub(crate) async fn scan_cmd(app: &mut App, args: ScanArgs) -> anyhow::Result<Ex
         parallel_registries: args.parallel_registries,
         ..PagingPolicy::default()
     };
-    let mut ok = true;
+    let mut statuses = Vec::new();
     let mut summaries = Vec::new();
     for name in &names {
         if cancel.load(Ordering::Relaxed) {
+            statuses.push(None);
             break;
         }
-        match scan_one(app, name, RunTrigger::Manual, &policy, &cancel, !args.json).await {
+        let run = scan_one(
+            app,
+            name,
+            RunTrigger::Manual,
+            &policy,
+            args.accept_drop,
+            &cancel,
+            !args.json,
+        );
+        match run.await {
             Ok(summary) => {
-                ok &= summary.run.status == RunStatus::Complete;
+                statuses.push(Some(summary.run.status));
                 if !args.json {
                     print_summary(&summary);
                 }
                 summaries.push(summary);
             }
             Err(err) => {
-                ok = false;
+                statuses.push(None);
                 say(&format!("✘ scan of `{name}`: {err:#}"));
             }
         }
@@ -110,11 +142,7 @@ pub(crate) async fn scan_cmd(app: &mut App, args: ScanArgs) -> anyhow::Result<Ex
     if args.json {
         crate::output::json(&summaries)?;
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(&statuses))
 }
 
 /// One run of connection `name`, with progress bars on stderr when `bars` (and stderr is a
@@ -124,22 +152,33 @@ async fn scan_one(
     name: &str,
     trigger: RunTrigger,
     policy: &PagingPolicy,
+    accept_drop: bool,
     cancel: &AtomicBool,
     bars: bool,
 ) -> anyhow::Result<ScanSummary> {
     let mut progress = Bars::new(name, bars);
-    let summary = scan_with(app, name, trigger, policy, cancel, &mut progress).await;
+    let summary = scan_with(
+        app,
+        name,
+        trigger,
+        policy,
+        accept_drop,
+        cancel,
+        &mut progress,
+    )
+    .await;
     progress.finish();
     summary
 }
 
 /// One run of connection `name`, reporting to `progress`: what `keelson scan` and a scan started
-/// from the web page both do.
+/// from the web page both do. `accept_drop` pre-approves a resolution the guard would hold.
 pub(crate) async fn scan_with(
     app: &mut App,
     name: &str,
     trigger: RunTrigger,
     policy: &PagingPolicy,
+    accept_drop: bool,
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<ScanSummary> {
@@ -148,6 +187,7 @@ pub(crate) async fn scan_with(
         trigger,
         selection: app.selection(name)?,
         policy: policy.clone(),
+        guard: app.resolve_guard(name, accept_drop),
     };
     // The connector is opened by the scan after it took the lease; until then the store is
     // borrowed by the scan, so the pieces needed to connect are prepared here.
@@ -254,10 +294,10 @@ impl Progress for Bars {
 #[allow(clippy::print_stdout, reason = "command output")]
 fn print_summary(s: &ScanSummary) {
     let r = &s.run;
-    let mark = if r.status == RunStatus::Complete {
-        "✔"
-    } else {
-        "✘"
+    let mark = match r.status {
+        RunStatus::Complete => "✔",
+        RunStatus::Partial | RunStatus::Held => "!",
+        _ => "✘",
     };
     println!(
         "{mark} scan of `{}` {} in {:.1} s (run {})",
@@ -266,9 +306,12 @@ fn print_summary(s: &ScanSummary) {
         s.elapsed.as_secs_f64(),
         r.id
     );
-    if let Some(err) = &r.error {
+    if let Some(err) = &r.error
+        && r.status != RunStatus::Partial
+    {
         println!("  reason: {err}");
     }
+    println!("  coverage: {}", s.coverage.summary());
     println!(
         "  registries: {} selected of {}, {} covered · repositories: {} · images: {}",
         s.registries_selected,
@@ -287,6 +330,13 @@ fn print_summary(s: &ScanSummary) {
         s.findings_read,
         s.findings_kept
     );
+    if let Some(held) = &r.held {
+        println!("  held: {}", held.reason);
+        println!(
+            "  nothing was resolved; if the drop is real: `keelson runs accept {}`",
+            r.id
+        );
+    }
     println!("  requests: {}", s.requests);
     let e = &s.enrichment;
     println!(
@@ -300,11 +350,17 @@ fn print_summary(s: &ScanSummary) {
             String::new()
         }
     );
+    if let Some(reason) = &s.coverage.registry_listing {
+        println!("  not complete (registries not listed stay as they were): {reason}");
+    }
     for u in &s.uncovered {
         println!(
             "  not covered (nothing resolved there): {}: {}",
             u.registry, u.reason
         );
+    }
+    if let Some(reason) = &s.coverage.findings {
+        println!("  findings not complete (nothing resolved): {reason}");
     }
 }
 
@@ -371,7 +427,17 @@ pub(crate) async fn run_cmd(app: &mut App, args: RunArgs) -> anyhow::Result<Exit
             break;
         }
         due.remove(&name);
-        match scan_one(app, &name, RunTrigger::Schedule, &policy, &cancel, false).await {
+        match scan_one(
+            app,
+            &name,
+            RunTrigger::Schedule,
+            &policy,
+            false,
+            &cancel,
+            false,
+        )
+        .await
+        {
             Ok(summary) => print_summary(&summary),
             Err(err) => say(&format!("✘ scan of `{name}`: {err:#}")),
         }

@@ -262,6 +262,7 @@ impl Backend for CliBackend {
     fn scan(
         &self,
         name: String,
+        accept_drop: bool,
         mut progress: Box<dyn Progress>,
         cancel: Arc<AtomicBool>,
     ) -> BoxFuture<'_, Result<ScanSummary, BackendError>> {
@@ -274,6 +275,7 @@ impl Backend for CliBackend {
                 &name,
                 RunTrigger::Manual,
                 &PagingPolicy::default(),
+                accept_drop,
                 &cancel,
                 progress.as_mut(),
             )

@@ -2,8 +2,10 @@
 //! `keelson serve` and the Azure simulator: sign in, connect with a bad then a good secret,
 //! verify, change locations, scan with live progress, filter the queue by source tool and
 //! severity, sort it by a column, read an issue's factors, suppress it, sign in as a viewer and
-//! find configuring refused, then delete the connection as the admin (and `keelson disconnect`
-//! refusing a declared one). Screenshots of the main pages go to `target/screenshots/`.
+//! find configuring refused, see a held run's banner (with its Accept button for the admin, none
+//! for the viewer) and accept it, then delete the connection as the admin (and `keelson
+//! disconnect` refusing a declared one). Screenshots of the main pages go to
+//! `target/screenshots/`.
 //!
 //! Needs `chromium` and `chromedriver` (Debian's `chromium` and `chromium-driver`, installed by
 //! `scripts/setup`) and the ACR connector built (`cargo build --release --target wasm32-wasip2`
@@ -18,7 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use keelson_store::{IssueFilter, IssueStatus, Store};
+use keelson_core::ScanScope;
+use keelson_store::{
+    Coverage, IssueFilter, IssueStatus, ResolveGuard, RunOutcome, RunStatus, RunTrigger, Store,
+};
 use serde_json::{Value, json};
 
 const KEELSON: &str = env!("CARGO_BIN_EXE_keelson");
@@ -368,6 +373,7 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
     let base = served.base.clone();
     let (sim_login, sim_arm) = (sim.login_url(), sim.management_url());
     let db = dir.path().join("state/keelson.db");
+    let flow_db = db.clone();
 
     let flow = tokio::task::spawn_blocking(move || {
         let b = Browser::start();
@@ -447,7 +453,10 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
             "!document.querySelector('#scan-progress').hidden",
             "scan progress",
         );
-        b.wait("document.querySelector('#runs') && document.querySelector('#runs').innerText.includes('complete')", "a complete run");
+        b.wait(
+            "document.querySelector('#runs tr[data-status=complete]')",
+            "a complete run",
+        );
         b.click("[data-action=locations]");
         b.wait(
             "document.querySelectorAll('#locations input.repo').length > 1",
@@ -457,8 +466,25 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
         b.go(&format!("{base}/connectors"));
         b.screenshot("connectors.png");
 
-        // Active issues: filter by source tool, then severity.
+        // A run that reads every registry and reports nothing would resolve the whole queue:
+        // it is held, and the queue says so with an Accept button.
+        let held = hold_everything(&flow_db);
         b.go(&format!("{base}/issues"));
+        b.wait(
+            &format!(
+                "document.querySelector('.banner[data-status=held] [data-action=accept-run][data-run=\"{held}\"]')"
+            ),
+            "the held run's banner with its Accept button",
+        );
+        assert!(
+            b.text(".banner[data-status=held]")
+                .contains("is held, nothing was resolved: would resolve"),
+            "{}",
+            b.text(".banner[data-status=held]")
+        );
+        b.screenshot("held.png");
+
+        // Active issues: filter by source tool, then severity.
         b.click(&format!(
             "select[name=source_tool] option[value=\"{TOOL}\"]"
         ));
@@ -545,6 +571,15 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
             })),
         );
         assert_eq!(status, json!([403, "forbidden"]));
+        b.go(&format!("{base}/issues"));
+        assert_eq!(
+            b.js(
+                "return [!!document.querySelector('.banner[data-status=held]'), !!document.querySelector('[data-action=accept-run]')];",
+                &[]
+            ),
+            json!([true, false]),
+            "a viewer sees the held run but no Accept button"
+        );
         b.go(&format!("{base}/connections/prod"));
         assert_eq!(
             b.js(
@@ -565,6 +600,22 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
                 "script": "const done = arguments[0]; fetch('/api/v1/connections/prod').then(r => r.json()).then(j => done(j.selection));",
                 "args": []
             })),
+        );
+        // The admin accepts the held run, confirming first: the banner goes.
+        b.go(&format!("{base}/issues"));
+        b.click("[data-action=accept-run]");
+        let question = b.cmd("GET", "/alert/text", None);
+        assert!(
+            question
+                .as_str()
+                .unwrap()
+                .contains(&format!("Accept run {held}")),
+            "{question}"
+        );
+        b.cmd("POST", "/alert/accept", Some(&json!({})));
+        b.wait(
+            "document.readyState === 'complete' && document.querySelector('#data-as-of') && !document.querySelector('.banner[data-status=held]')",
+            "the queue without the held banner",
         );
         b.go(&format!("{base}/connections/prod"));
         b.click("[data-action=delete-connection]");
@@ -632,6 +683,7 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
         "selection-changed",
         "scan-requested",
         "suppressed",
+        "run-accepted",
         "connection-retired",
     ] {
         assert!(
@@ -658,6 +710,34 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
     let gone = keelson_fails(dir.path(), &["disconnect", "prod"]);
     assert!(gone.contains("no connection named `prod`"), "{gone}");
     drop(sim);
+}
+
+/// Ends a run of `prod` that read every registry of its last run completely and reported
+/// nothing, which the drop guard holds; its id.
+fn hold_everything(db: &Path) -> keelson_store::RunId {
+    let mut store = Store::open(db).unwrap();
+    let last = store.runs(Some("prod"), 1).unwrap().remove(0);
+    let registries: Vec<String> = last
+        .coverage
+        .expect("the last run recorded its coverage")
+        .registries
+        .into_iter()
+        .map(|r| r.registry)
+        .collect();
+    let run = store
+        .begin_run("prod", RunTrigger::Manual, &ScanScope::default())
+        .unwrap();
+    let info = store
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::complete(&registries),
+            &ResolveGuard::default(),
+            &|_, _| true,
+        )
+        .unwrap();
+    assert_eq!(info.status, RunStatus::Held, "{info:?}");
+    info.id
 }
 
 /// Runs keelson expecting it to fail; its stderr.

@@ -369,7 +369,17 @@ pub struct ConnectionSpec {
     pub secrets: BTreeMap<String, SecretRef>,
     /// Registry/repository globs to scan (`*` = everything).
     pub locations: Vec<String>,
+    /// A run that would resolve more than this percentage of the connection's open findings is
+    /// held for an operator to accept...
+    pub resolve_guard_percent: u8,
+    /// ...when the connection has more than this many open findings.
+    pub resolve_guard_min: u64,
 }
+
+/// The default of `resolve_guard_percent`.
+pub const DEFAULT_RESOLVE_GUARD_PERCENT: u8 = 50;
+/// The default of `resolve_guard_min`.
+pub const DEFAULT_RESOLVE_GUARD_MIN: u64 = 20;
 
 impl Config {
     /// The plugin with this id.
@@ -641,6 +651,8 @@ mod tests {
                 settings: BTreeMap::new(),
                 secrets: BTreeMap::new(),
                 locations: vec!["*".to_owned()],
+                resolve_guard_percent: DEFAULT_RESOLVE_GUARD_PERCENT,
+                resolve_guard_min: DEFAULT_RESOLVE_GUARD_MIN,
             }],
             applications: Vec::new(),
             enrichment: keelson_enrich::Thresholds::default(),

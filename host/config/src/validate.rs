@@ -441,6 +441,38 @@ fn connection(
         }
     };
 
+    let guard =
+        |value: &Option<Spanned<u64>>, key: &'static str, min: u64, max: u64, default: u64| {
+            match value {
+                None => Ok(default),
+                Some(v) if (min..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+                Some(v) => Err(src.err(
+                    &v.span(),
+                    Problem::LimitOutOfRange {
+                        key,
+                        value: *v.get_ref(),
+                        min,
+                        max,
+                        unit: "",
+                    },
+                )),
+            }
+        };
+    let resolve_guard_percent = guard(
+        &wire.resolve_guard_percent,
+        "resolve_guard_percent",
+        1,
+        100,
+        u64::from(crate::model::DEFAULT_RESOLVE_GUARD_PERCENT),
+    )? as u8;
+    let resolve_guard_min = guard(
+        &wire.resolve_guard_min,
+        "resolve_guard_min",
+        0,
+        1_000_000_000,
+        crate::model::DEFAULT_RESOLVE_GUARD_MIN,
+    )?;
+
     Ok(ConnectionSpec {
         name,
         plugin,
@@ -448,6 +480,8 @@ fn connection(
         settings,
         secrets,
         locations,
+        resolve_guard_percent,
+        resolve_guard_min,
     })
 }
 

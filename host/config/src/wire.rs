@@ -144,6 +144,8 @@ pub(crate) struct ConnectionWire {
     #[serde(default)]
     pub(crate) secrets: SecretsWire,
     pub(crate) locations: Option<S<Vec<S<String>>>>,
+    pub(crate) resolve_guard_percent: Option<S<u64>>,
+    pub(crate) resolve_guard_min: Option<S<u64>>,
 }
 
 /// A connection's `secrets` table, read by hand so that a value of the wrong shape is refused

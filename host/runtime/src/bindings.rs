@@ -1,13 +1,9 @@
-//! Host bindings of the contract, generated from `wit/` (`keelson:registry@0.1.0`).
+//! Host bindings of the contract, one module per `keelson:registry` version.
 //!
-//! Imports and exports are async: host calls await the egress gate, and exports run on a fiber so
-//! the epoch callback can yield and a wall-clock timeout can drop them.
+//! A released version is frozen, so its bindings never change; the runtime converts each
+//! version's types into `keelson-core` (`convert`) and exposes every version through the one
+//! host-facing `keelson_connector::Connector` trait. Only 0.1.0 exists so far.
 
-wasmtime::component::bindgen!({
-    path: "../../wit",
-    world: "registry-connector",
-    imports: { default: async },
-    exports: { default: async },
-});
+pub(crate) mod v0_1;
 
-pub(crate) use keelson::registry::{host_http, log, types};
+pub(crate) use v0_1::{RegistryConnector, RegistryConnectorPre, host_http, log, types};

@@ -4,31 +4,13 @@
 //! connector's version, the operation), so a message reads
 //! "from plugin `acr` 0.1.0 in `verify`: …" wherever it ends up.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use keelson_connector::{CallError, FailureKind};
 use keelson_core::ConnectorError;
 
-/// Which plugin call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallSite {
-    pub plugin: String,
-    /// The connector's own version, as `describe` reported it (`?` before that is known).
-    pub version: String,
-    /// The export, in WIT spelling (`list-findings`), or `instantiate`.
-    pub operation: &'static str,
-}
-
-impl fmt::Display for CallSite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "from plugin `{}` {} in `{}`",
-            self.plugin, self.version, self.operation
-        )
-    }
-}
+pub use keelson_connector::CallSite;
 
 /// Why loading or calling a plugin failed.
 #[derive(Debug, thiserror::Error)]
@@ -182,3 +164,26 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for CallError {
+    /// Keeps the connector's typed errors and refused values as they are; every other failure
+    /// retired the instance and travels as its message.
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Connector { site, source } => Self::Connector { site, source },
+            Error::Invalid { site, reason } => Self::Invalid { site, reason },
+            other => {
+                let kind = match &other {
+                    Error::Trap { .. } => FailureKind::Trap,
+                    Error::Timeout { .. } => FailureKind::Timeout,
+                    Error::Retired { .. } => FailureKind::Retired,
+                    _ => FailureKind::Limit,
+                };
+                Self::Failed {
+                    kind,
+                    message: other.to_string(),
+                }
+            }
+        }
+    }
+}

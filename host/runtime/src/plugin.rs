@@ -21,6 +21,7 @@ use crate::engine::Runtime;
 use crate::error::{CallSite, Error, Result};
 use crate::host::{HostState, LimitHit, StoreCaps};
 use crate::output::{sanitize, tail};
+pub use keelson_connector::PageRequest;
 
 /// Runs one export call on an [`Instance`] under its deadline and span, then classifies the
 /// result. Written as a macro so the bindings and the store can be borrowed side by side.
@@ -43,31 +44,6 @@ macro_rules! call {
 const STDERR_TAIL: usize = 2048;
 /// Lines of captured stdout/stderr forwarded to the log per call; the rest are counted.
 const OUTPUT_LINES_PER_CALL: usize = 200;
-
-/// Which page to fetch. `max_items` is capped at [`Caps::max_items`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRequest {
-    pub cursor: Option<String>,
-    pub max_items: u32,
-}
-
-impl PageRequest {
-    /// The first page, of at most `max_items` items.
-    pub fn first(max_items: u32) -> Self {
-        Self {
-            cursor: None,
-            max_items,
-        }
-    }
-
-    /// The page after the one whose `next` was `cursor`.
-    pub fn after(cursor: String, max_items: u32) -> Self {
-        Self {
-            cursor: Some(cursor),
-            max_items,
-        }
-    }
-}
 
 /// What `load` learnt about the component before linking it.
 pub(crate) struct PluginMeta {
@@ -725,5 +701,60 @@ impl Connection {
         inst.outcome("describe-images", raw, |list| {
             caps.page("contexts", list, max, |c| caps.image_context(c))
         })
+    }
+}
+
+/// The scan and the other host-side callers see a component through the host-facing trait; every
+/// call keeps its typed error or, when the instance failed, the runtime's message.
+impl keelson_connector::Connector for Connection {
+    fn info(&self) -> &ConnectorInfo {
+        self.plugin.describe()
+    }
+
+    fn requests_sent(&self) -> u64 {
+        Connection::requests_sent(self)
+    }
+
+    async fn verify(&mut self) -> keelson_connector::CallResult<Account> {
+        Ok(Connection::verify(self).await?)
+    }
+
+    async fn list_registries(
+        &mut self,
+        page: PageRequest,
+    ) -> keelson_connector::CallResult<Page<Registry>> {
+        Ok(Connection::list_registries(self, page).await?)
+    }
+
+    async fn list_repositories(
+        &mut self,
+        registry: &str,
+        page: PageRequest,
+    ) -> keelson_connector::CallResult<Page<Repository>> {
+        Ok(Connection::list_repositories(self, registry, page).await?)
+    }
+
+    async fn list_images(
+        &mut self,
+        registry: &str,
+        repository: &str,
+        page: PageRequest,
+    ) -> keelson_connector::CallResult<Page<Image>> {
+        Ok(Connection::list_images(self, registry, repository, page).await?)
+    }
+
+    async fn list_findings(
+        &mut self,
+        scope: &ScanScope,
+        page: PageRequest,
+    ) -> keelson_connector::CallResult<Page<Finding>> {
+        Ok(Connection::list_findings(self, scope, page).await?)
+    }
+
+    async fn describe_images(
+        &mut self,
+        images: &[ImageRef],
+    ) -> keelson_connector::CallResult<Vec<ImageContext>> {
+        Ok(Connection::describe_images(self, images).await?)
     }
 }

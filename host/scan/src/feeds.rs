@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use keelson_connector::{CallError, Connector, PageRequest};
 use keelson_core::{Finding, Image, ImageContext, ImageRef, Page, Repository, ScanScope};
-use keelson_runtime::{Connection, PageRequest};
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::task::JoinHandle;
 
@@ -30,7 +30,8 @@ pub const DESCRIBE_BATCH: usize = 100;
 
 /// What a reader tells the run, in the order it read it.
 pub(crate) enum Report {
-    /// A registry's selected repositories; `deselected` were left out by the selection.
+    /// A registry's selected repositories (those listed before a failure, if its listing failed);
+    /// `deselected` were left out by the selection.
     Repositories {
         registry: String,
         repositories: Vec<Repository>,
@@ -50,6 +51,9 @@ pub(crate) enum Report {
         what: String,
         reason: String,
     },
+    /// Every repository of the registry was listed and read (any failure was reported as
+    /// [`Report::Unread`] before this). A registry is covered only after this arrives.
+    RegistryDone { registry: String },
     /// What the connector said about images it listed.
     Contexts(Vec<ImageContext>),
     /// `describe-images` failed; no reader asks again in this run.
@@ -60,22 +64,29 @@ pub(crate) enum Report {
 
 /// How a reader task ended: its connector (to count its requests) and, for the findings reader,
 /// how the listing ended.
-pub(crate) struct Ended {
-    pub(crate) conn: Connection,
+pub(crate) struct Ended<C> {
+    pub(crate) conn: C,
     pub(crate) findings: Option<Result<u64, WalkError>>,
+    /// The instance failed (a trap, a timeout, a limit) and serves no further calls.
+    pub(crate) failed: bool,
 }
 
 /// The reader tasks of a run.
-#[derive(Default)]
-pub(crate) struct Readers {
-    tasks: Vec<JoinHandle<Ended>>,
+pub(crate) struct Readers<C> {
+    tasks: Vec<JoinHandle<Ended<C>>>,
 }
 
-impl Readers {
+impl<C> Default for Readers<C> {
+    fn default() -> Self {
+        Self { tasks: Vec::new() }
+    }
+}
+
+impl<C: Connector + 'static> Readers<C> {
     /// Starts an enumerator on `conn` taking registries from `queue`.
     pub(crate) fn enumerate(
         &mut self,
-        conn: Connection,
+        conn: C,
         queue: Arc<Mutex<VecDeque<String>>>,
         reports: Sender<Report>,
         policy: PagingPolicy,
@@ -90,19 +101,27 @@ impl Readers {
                 selection,
                 describe_failed,
             };
+            let mut failed = false;
             loop {
                 let next = queue
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .pop_front();
                 let Some(registry) = next else { break };
-                if enumerator.registry(&registry).await.is_err() {
-                    break;
+                match enumerator.registry(&registry).await {
+                    Ok(()) => {}
+                    Err(Halt::Closed) => break,
+                    // The rest of the queue is left to the instances that still work.
+                    Err(Halt::InstanceFailed) => {
+                        failed = true;
+                        break;
+                    }
                 }
             }
             Ended {
                 conn: enumerator.conn,
                 findings: None,
+                failed,
             }
         }));
     }
@@ -110,32 +129,29 @@ impl Readers {
     /// Starts the findings reader on `conn` for the registries in `in_scope`.
     pub(crate) fn read_findings(
         &mut self,
-        conn: Connection,
-        in_scope: &[String],
+        conn: C,
+        scope: ScanScope,
         reports: Sender<Report>,
         policy: PagingPolicy,
     ) {
-        let mut reader = FindingsReader {
-            conn,
-            scope: ScanScope {
-                registries: in_scope.to_vec(),
-            },
-        };
+        let mut reader = FindingsReader { conn, scope };
         self.tasks.push(tokio::spawn(async move {
             let mut sink = ReportSink {
                 reports: &reports,
                 wrap: Report::Findings,
             };
             let listed = walk_pages(&policy, &mut reader, &mut sink).await;
+            let failed = matches!(&listed, Err(WalkError::Call(e)) if e.instance_failed());
             Ended {
                 conn: reader.conn,
                 findings: Some(listed),
+                failed,
             }
         }));
     }
 
     /// Waits for every reader to end. A task that panicked is reported by its message.
-    pub(crate) async fn join(self) -> Vec<Result<Ended, String>> {
+    pub(crate) async fn join(self) -> Vec<Result<Ended<C>, String>> {
         let mut ended = Vec::with_capacity(self.tasks.len());
         for task in self.tasks {
             ended.push(task.await.map_err(|e| e.to_string()));
@@ -209,33 +225,49 @@ impl Mailbox {
     }
 }
 
-/// The run stopped listening.
-struct Closed;
+/// Why an enumerator stops taking registries.
+enum Halt {
+    /// The run stopped listening.
+    Closed,
+    /// Its connector instance failed; other instances take the rest.
+    InstanceFailed,
+}
 
-struct Enumerator {
-    conn: Connection,
+struct Enumerator<C> {
+    conn: C,
     reports: Sender<Report>,
     policy: PagingPolicy,
     selection: Selection,
     describe_failed: Arc<AtomicBool>,
 }
 
-async fn send(reports: &Sender<Report>, report: Report) -> Result<(), Closed> {
-    reports.send(report).await.map_err(|_| Closed)
+async fn send(reports: &Sender<Report>, report: Report) -> Result<(), Halt> {
+    reports.send(report).await.map_err(|_| Halt::Closed)
 }
 
-impl Enumerator {
+/// Whether a walk ended because the instance can serve no more calls.
+fn instance_failed(err: &WalkError) -> bool {
+    matches!(err, WalkError::Call(e) if e.instance_failed())
+}
+
+impl<C: Connector> Enumerator<C> {
     /// Repositories and images of one registry, then what the connector says about them.
-    /// Failures are reported and the registry is left; `Err` only when the run stopped listening.
-    async fn registry(&mut self, registry: &str) -> Result<(), Closed> {
+    ///
+    /// A failure is reported and the rest kept: repositories listed before a failed repository
+    /// listing are still read, and one repository's failed image listing leaves the others. The
+    /// registry is done ([`Report::RegistryDone`]) only when every step was tried; `Err` when the
+    /// run stopped listening or the instance failed (the registry then stays not covered).
+    async fn registry(&mut self, registry: &str) -> Result<(), Halt> {
         let mut repositories = Vec::new();
         let mut source = Repositories {
             conn: &mut self.conn,
             registry,
         };
         let listed = walk_pages(&self.policy, &mut source, &mut Collect(&mut repositories)).await;
+        let mut halted = false;
         if let Err(err) = listed {
-            return send(
+            halted = instance_failed(&err);
+            send(
                 &self.reports,
                 Report::Unread {
                     registry: registry.to_owned(),
@@ -243,7 +275,7 @@ impl Enumerator {
                     reason: err.to_string(),
                 },
             )
-            .await;
+            .await?;
         }
         let before = repositories.len();
         repositories.retain(|r: &Repository| {
@@ -259,6 +291,9 @@ impl Enumerator {
             },
         )
         .await?;
+        if halted {
+            return Err(Halt::InstanceFailed);
+        }
         // The registry's images, described once it is listed: one registry's worth at a time.
         let mut to_describe: Vec<ImageRef> = Vec::new();
         for repository in names {
@@ -274,10 +309,12 @@ impl Enumerator {
             };
             let listed = walk_pages(&self.policy, &mut source, &mut sink).await;
             let images = sink.images;
+            let mut halted = false;
             if let Err(err) = listed {
                 if matches!(err, WalkError::Stopped(_)) {
-                    return Err(Closed);
+                    return Err(Halt::Closed);
                 }
+                halted = instance_failed(&err);
                 send(
                     &self.reports,
                     Report::Unread {
@@ -297,7 +334,17 @@ impl Enumerator {
                 },
             )
             .await?;
+            if halted {
+                return Err(Halt::InstanceFailed);
+            }
         }
+        send(
+            &self.reports,
+            Report::RegistryDone {
+                registry: registry.to_owned(),
+            },
+        )
+        .await?;
         for batch in to_describe.chunks(DESCRIBE_BATCH) {
             if self.describe_failed.load(Ordering::Relaxed) {
                 break;
@@ -306,7 +353,11 @@ impl Enumerator {
                 Ok(contexts) => send(&self.reports, Report::Contexts(contexts)).await?,
                 Err(err) => {
                     self.describe_failed.store(true, Ordering::Relaxed);
+                    let failed = err.instance_failed();
                     send(&self.reports, Report::DescribeFailed(err.to_string())).await?;
+                    if failed {
+                        return Err(Halt::InstanceFailed);
+                    }
                 }
             }
         }
@@ -314,44 +365,38 @@ impl Enumerator {
     }
 }
 
-struct Repositories<'a> {
-    conn: &'a mut Connection,
+struct Repositories<'a, C> {
+    conn: &'a mut C,
     registry: &'a str,
 }
 
-impl PageSource<Repository> for Repositories<'_> {
-    async fn fetch(
-        &mut self,
-        request: PageRequest,
-    ) -> Result<Page<Repository>, keelson_runtime::Error> {
+impl<C: Connector> PageSource<Repository> for Repositories<'_, C> {
+    async fn fetch(&mut self, request: PageRequest) -> Result<Page<Repository>, CallError> {
         self.conn.list_repositories(self.registry, request).await
     }
 }
 
-struct Images<'a> {
-    conn: &'a mut Connection,
+struct Images<'a, C> {
+    conn: &'a mut C,
     registry: &'a str,
     repository: &'a str,
 }
 
-impl PageSource<Image> for Images<'_> {
-    async fn fetch(&mut self, request: PageRequest) -> Result<Page<Image>, keelson_runtime::Error> {
+impl<C: Connector> PageSource<Image> for Images<'_, C> {
+    async fn fetch(&mut self, request: PageRequest) -> Result<Page<Image>, CallError> {
         self.conn
             .list_images(self.registry, self.repository, request)
             .await
     }
 }
 
-struct FindingsReader {
-    conn: Connection,
+struct FindingsReader<C> {
+    conn: C,
     scope: ScanScope,
 }
 
-impl PageSource<Finding> for FindingsReader {
-    async fn fetch(
-        &mut self,
-        request: PageRequest,
-    ) -> Result<Page<Finding>, keelson_runtime::Error> {
+impl<C: Connector> PageSource<Finding> for FindingsReader<C> {
+    async fn fetch(&mut self, request: PageRequest) -> Result<Page<Finding>, CallError> {
         self.conn.list_findings(&self.scope, request).await
     }
 }

@@ -6,6 +6,8 @@
 //! against the store: lease, enumeration, findings and the coverage that decides what a complete
 //! run may resolve ([`run`]). [`Selection`] says which registries and repositories are in scope.
 
+#[cfg(test)]
+mod fake;
 mod feeds;
 pub mod run;
 mod select;

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use keelson_connector::{CallError, PageRequest};
 use keelson_core::{ConnectorError, Page};
-use keelson_runtime::PageRequest;
 
 /// How the host pages through one listing.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ impl Default for PagingPolicy {
 pub enum WalkError {
     /// The plugin call failed (its typed error after retries, or a trap, timeout or limit).
     #[error(transparent)]
-    Call(#[from] keelson_runtime::Error),
+    Call(#[from] CallError),
     /// The connector handed back a cursor it had already returned: its paging loops.
     #[error(
         "the connector returned cursor `{cursor}` a second time after {pages} pages; its paging loops"
@@ -60,7 +60,7 @@ impl WalkError {
     /// The connector's own error, if that is what ended the walk.
     pub fn connector_error(&self) -> Option<&ConnectorError> {
         match self {
-            Self::Call(keelson_runtime::Error::Connector { source, .. }) => Some(source),
+            Self::Call(CallError::Connector { source, .. }) => Some(source),
             _ => None,
         }
     }
@@ -71,10 +71,7 @@ impl WalkError {
 /// [`walk`] takes closures; a named type implementing this is for a walk that must run in a
 /// spawned task, whose future has to be provably `Send`.
 pub trait PageSource<T> {
-    fn fetch(
-        &mut self,
-        request: PageRequest,
-    ) -> impl Future<Output = Result<Page<T>, keelson_runtime::Error>>;
+    fn fetch(&mut self, request: PageRequest) -> impl Future<Output = Result<Page<T>, CallError>>;
 }
 
 /// Where a walk hands each page's items; an `Err` stops the walk with that message.
@@ -84,13 +81,8 @@ pub trait PageSink<T> {
 
 struct FetchFn<F>(F);
 
-impl<T, F: AsyncFnMut(PageRequest) -> Result<Page<T>, keelson_runtime::Error>> PageSource<T>
-    for FetchFn<F>
-{
-    fn fetch(
-        &mut self,
-        request: PageRequest,
-    ) -> impl Future<Output = Result<Page<T>, keelson_runtime::Error>> {
+impl<T, F: AsyncFnMut(PageRequest) -> Result<Page<T>, CallError>> PageSource<T> for FetchFn<F> {
+    fn fetch(&mut self, request: PageRequest) -> impl Future<Output = Result<Page<T>, CallError>> {
         (self.0)(request)
     }
 }
@@ -111,7 +103,7 @@ impl<T, F: FnMut(Vec<T>) -> Result<(), String>> PageSink<T> for SinkFn<F> {
 /// the caller decides what a partial listing means.
 pub async fn walk<T>(
     policy: &PagingPolicy,
-    fetch: impl AsyncFnMut(PageRequest) -> Result<Page<T>, keelson_runtime::Error>,
+    fetch: impl AsyncFnMut(PageRequest) -> Result<Page<T>, CallError>,
     sink: impl FnMut(Vec<T>) -> Result<(), String>,
 ) -> Result<u64, WalkError> {
     walk_pages(policy, &mut FetchFn(fetch), &mut SinkFn(sink)).await
@@ -163,7 +155,7 @@ async fn fetch_with_retries<T>(
             Err(err) => err,
         };
         let wait = match &err {
-            keelson_runtime::Error::Connector {
+            CallError::Connector {
                 source: ConnectorError::Throttled(ms),
                 ..
             } => {
@@ -173,7 +165,7 @@ async fn fetch_with_retries<T>(
                 }
                 wait
             }
-            keelson_runtime::Error::Connector {
+            CallError::Connector {
                 source: ConnectorError::Unavailable(_),
                 ..
             } if unavailable_retries < policy.retries => {
@@ -192,10 +184,10 @@ async fn fetch_with_retries<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keelson_runtime::CallSite;
+    use keelson_connector::CallSite;
 
-    fn connector_err(source: ConnectorError) -> keelson_runtime::Error {
-        keelson_runtime::Error::Connector {
+    fn connector_err(source: ConnectorError) -> CallError {
+        CallError::Connector {
             site: CallSite {
                 plugin: "p".into(),
                 version: "0.1.0".into(),

@@ -1,5 +1,6 @@
-//! The JSON API under `/api/v1`: plugins, connections, locations, scans, runs, the queue,
-//! suppressions, exports, the compliance summary, health and sessions.
+//! The JSON API under `/api/v1`: plugins, connections, locations, scans, runs (and accepting a
+//! held one), the queue with how current each connection's part of it is, suppressions, exports,
+//! the compliance summary, health and sessions.
 
 use std::collections::BTreeMap;
 
@@ -10,14 +11,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keelson_core::Severity;
 use keelson_store::{
-    IssueCursor, IssueFilter, IssueId, IssueSort, IssueStatus, SelectionRule, SlaState, SortCursor,
-    Store,
+    IssueCursor, IssueFilter, IssueId, IssueSort, IssueStatus, RunId, SelectionRule, SlaState,
+    SortCursor, Store,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{self, Caller, Role};
+use crate::runs::{RunView, queue_connections};
 use crate::{ApiError, AppState, ConnectRequest, export, scans};
 
 /// A JSON body whose rejection is an [`ApiError`].
@@ -34,6 +36,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 rejection.body_text()
             ))),
         }
+    }
+}
+
+/// A JSON body that may be left out (no body, or only whitespace, is `None`); a body that is
+/// there must parse, and its rejection is an [`ApiError`].
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::invalid(format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ))
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map(Self)
+            .map_err(|e| {
+                ApiError::invalid(format!(
+                    "the request body is not what this endpoint takes: {e}"
+                ))
+            })
     }
 }
 
@@ -129,7 +161,11 @@ pub(crate) async fn plugin(
 // ---- connections
 
 fn connection_json(store: &Store, c: &keelson_store::StoredConnection) -> Result<Value, ApiError> {
-    let last_run = store.runs(Some(&c.name), 1)?.into_iter().next();
+    let last_run = store
+        .runs(Some(&c.name), 1)?
+        .into_iter()
+        .next()
+        .map(RunView::from);
     Ok(json!({
         "name": c.name,
         "plugin": c.plugin,
@@ -289,13 +325,40 @@ pub(crate) async fn set_locations(
     Ok(Json(json!({ "name": name, "rules": body.rules })))
 }
 
+/// The query of `POST .../scan`: `accept_drop=true` pre-approves a drop the guard would hold.
+#[derive(Deserialize)]
+pub(crate) struct ScanQuery {
+    accept_drop: Option<String>,
+}
+
+/// The optional body of `POST .../scan`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScanBody {
+    #[serde(default)]
+    accept_drop: bool,
+}
+
 pub(crate) async fn start_scan(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    Query(query): Query<ScanQuery>,
+    OptionalJson(body): OptionalJson<ScanBody>,
 ) -> Result<Response, ApiError> {
     let actor = caller.require(Role::Operator)?.actor();
-    let snapshot = scans::start(&state, &name, &actor)?;
+    let in_query = match blank(query.accept_drop.as_ref()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "`accept_drop` must be `true` or `false`, got `{other}`"
+            ))
+            .on_field("accept_drop"));
+        }
+    };
+    let accept_drop = in_query || body.is_some_and(|b| b.accept_drop);
+    let snapshot = scans::start(&state, &name, &actor, accept_drop)?;
     Ok((StatusCode::ACCEPTED, Json(snapshot)).into_response())
 }
 
@@ -323,7 +386,24 @@ pub(crate) async fn runs(
             .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
         Ok(s.runs(Some(&name), 100)?)
     })?;
-    Ok(Json(json!({ "items": runs })))
+    let items: Vec<RunView> = runs.into_iter().map(RunView::from).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Applies a held run's resolution as the caller (operator): exactly what the run computed,
+/// refused when the run is not held or a newer run of its connection has started.
+pub(crate) async fn accept_run(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    let actor = caller.require(Role::Operator)?.actor();
+    let run = id.parse::<i64>().map(RunId).map_err(|_| {
+        ApiError::invalid(format!("`{id}` is not a run id; use the `id` of a run")).on_field("id")
+    })?;
+    let info = state.with_store(|s| Ok(s.accept_held(run, &actor)?))?;
+    tracing::info!(run = %run, actor = %actor, status = %info.status, "held run accepted");
+    Ok(Json(RunView::from(info)))
 }
 
 // ---- the queue
@@ -544,8 +624,14 @@ pub(crate) async fn issues(
     Query(query): Query<IssueQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let page = state.with_store(|s| issue_page(s, &query, false))?;
-    Ok(Json(json!({ "items": page.items, "next": page.next })))
+    let (page, connections) = state.with_store(|s| {
+        let page = issue_page(s, &query, false)?;
+        let connections = queue_connections(s, blank(query.connection.as_ref()))?;
+        Ok((page, connections))
+    })?;
+    Ok(Json(
+        json!({ "items": page.items, "next": page.next, "connections": connections }),
+    ))
 }
 
 pub(crate) fn parse_issue_id(text: &str) -> Result<IssueId, ApiError> {

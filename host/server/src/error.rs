@@ -98,6 +98,10 @@ impl From<keelson_store::Error> for ApiError {
             | E::AlreadySuppressed(_)
             | E::NotSuppressed(_)
             | E::TokenExists(_) => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            E::NotHeld { .. } => Self::new(StatusCode::CONFLICT, "not_held", err.to_string()),
+            E::HeldSuperseded { .. } => {
+                Self::new(StatusCode::CONFLICT, "held_superseded", err.to_string())
+            }
             E::InvalidTimestamp(_) | E::InvalidCursor(_) | E::InvalidRole(_) => {
                 Self::invalid(err.to_string())
             }

@@ -12,6 +12,10 @@
 //! in with one (sessions live in the store, so a restart keeps them); roles are viewer (read), operator (scan, suppress) and admin (configure);
 //! state-changing requests carry an allowed `Origin`, and cookie sessions also a CSRF token.
 //! Every change is recorded in the store's event log with the token's name as actor.
+//!
+//! Runs are shown with their coverage ([`RunView`]); the queue says per connection how current
+//! its part is ([`QueueConnection`]), so a failed, partial or held run, or a connection never
+//! scanned, never reads as a clean queue; a held run is accepted with `POST /api/v1/runs/{id}/accept`.
 
 pub mod api;
 pub mod auth;
@@ -19,6 +23,7 @@ mod error;
 pub mod export;
 mod pages;
 mod routes;
+mod runs;
 mod scans;
 
 use std::collections::BTreeMap;
@@ -36,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ApiError, Error};
 pub use routes::{API_ROUTES, router};
+pub use runs::{LastRun, QueueConnection, RunView};
 pub use scans::ScanState;
 
 /// A boxed, sendable future: what [`Backend`] methods return.
@@ -109,10 +115,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The configuration file that declares connection `name`, when it comes from there rather
     /// than from a connect: such a connection is changed, and removed, in that file.
     fn declared_in(&self, name: &str) -> Option<String>;
-    /// Runs one scan of connection `name` (like `keelson scan`), reporting to `progress`.
+    /// Runs one scan of connection `name` (like `keelson scan`), reporting to `progress`;
+    /// `accept_drop` pre-approves a resolution the guard would hold (like `--accept-drop`).
     fn scan(
         &self,
         name: String,
+        accept_drop: bool,
         progress: Box<dyn Progress>,
         cancel: Arc<AtomicBool>,
     ) -> BoxFuture<'_, Result<ScanSummary, BackendError>>;

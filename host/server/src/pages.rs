@@ -1,6 +1,9 @@
 //! The server-rendered web page: sign-in, *Connectors > Registry* (plugins, the connection form
-//! generated from a plugin's settings, verify, locations, scan with live progress) and *Active
-//! issues* (filters, the paged queue, the detail panel, exports).
+//! generated from a plugin's settings, verify, locations, scan with live progress, the run
+//! history with each run's coverage) and *Active issues* (filters, the paged queue, the detail
+//! panel, exports). Above the queue, each connection whose part of it is not current (never
+//! scanned, last run failed, partial or held) has a banner saying why, with an Accept button on
+//! a held run for operators, and every connection has a "data as of" line.
 //!
 //! Every string that came from a plugin or the store passes [`esc`] (or [`href`] for links)
 //! before it reaches the page; the page runs no inline script, so the content security policy
@@ -13,12 +16,13 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use keelson_core::{ConnectorInfo, Severity};
-use keelson_store::{IssueSort, SortKey};
+use keelson_store::{IssueSort, RunStatus, SortKey};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{self, IssueQuery};
 use crate::auth::{self, Caller, Role};
+use crate::runs::{QueueConnection, RunView, held_reason, queue_connections};
 use crate::{ApiError, AppState};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -194,7 +198,7 @@ fn status_badge(status: &str) -> String {
     let class = match status {
         "complete" => "ok",
         "running" => "run",
-        "partial" | "cancelled" | "interrupted" => "warn",
+        "partial" | "held" | "cancelled" | "interrupted" => "warn",
         "failed" | "error" => "bad",
         _ => "muted",
     };
@@ -517,11 +521,12 @@ pub(crate) async fn connection(
 ) -> Response {
     let result = async {
         caller.require(Role::Viewer)?;
-        let (conn, runs) = state.with_store(|s| {
+        let (conn, runs, freshness) = state.with_store(|s| {
             let c = s
                 .connection(&name)?
                 .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
-            Ok((c, s.runs(Some(&name), 20)?))
+            let runs: Vec<RunView> = s.runs(Some(&name), 20)?.into_iter().map(RunView::from).collect();
+            Ok((c, runs, queue_connections(s, Some(&name))?))
         })?;
         let mut settings = String::new();
         for (k, v) in &conn.settings {
@@ -531,24 +536,31 @@ pub(crate) async fn connection(
             let _ = write!(settings, "<dt>{}</dt><dd class=\"muted\">•••••• (sealed)</dd>", esc(k));
         }
         let mut history = String::new();
-        for r in &runs {
+        for view in &runs {
+            let r = &view.run;
+            let coverage = view.coverage_summary.as_deref().map_or_else(
+                || r#"<span class="muted">—</span>"#.to_owned(),
+                esc,
+            );
             let _ = write!(
                 history,
-                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="mono">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
-                r.id,
-                esc(&r.trigger),
-                status_badge(r.status.as_str()),
-                esc(&r.started_at),
+                r#"<tr data-run="{id}" data-status="{status}"><td>{id}</td><td>{trigger}</td><td>{badge}</td><td class="mono">{started}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="coverage">{coverage}</td><td class="notes">{notes}</td></tr>"#,
                 r.images_seen,
                 r.findings_new,
                 r.findings_seen,
                 r.findings_resolved,
-                esc(r.error.as_deref().unwrap_or("")),
+                id = r.id,
+                status = r.status.as_str(),
+                trigger = esc(&r.trigger),
+                badge = status_badge(r.status.as_str()),
+                started = esc(&r.started_at),
+                notes = run_notes(r),
             );
         }
         if runs.is_empty() {
-            history.push_str(r#"<tr><td colspan="9" class="muted">No scan yet.</td></tr>"#);
+            history.push_str(r#"<tr><td colspan="10" class="muted">No scan yet.</td></tr>"#);
         }
+        let freshness = freshness_html(&caller, &freshness, false);
         let op = |role: Role| if caller.can(role) { "" } else { " disabled" };
         // A connection declared in the configuration file is removed there, not here.
         let delete = match state.backend().declared_in(&conn.name) {
@@ -568,11 +580,12 @@ pub(crate) async fn connection(
 <button type="button" class="icon" data-action="locations" title="Locations: what is scanned" aria-label="Locations">⚙</button>
 <button type="button" class="primary" data-action="scan"{op_s}>Scan now</button>{delete}</div></div>
 {refused}
+{freshness}
 <div class="verify-result" id="verify-result" role="status"></div>
 <section class="card locations" id="locations" hidden></section>
 <section class="card scan-progress" id="scan-progress" hidden><div class="bar"><div class="fill"></div></div><div class="scan-message"></div></section>
 <div class="split"><section class="card"><h2>Settings</h2><dl class="kv">{settings}</dl></section>
-<section class="card grow"><h2>Run history</h2><table class="grid"><thead><tr><th>Run</th><th>Trigger</th><th>Status</th><th>Started</th><th>Images</th><th>New</th><th>Seen</th><th>Resolved</th><th>Error</th></tr></thead><tbody id="runs">{history}</tbody></table></section></div>"#,
+<section class="card grow"><h2>Run history</h2><table class="grid"><thead><tr><th>Run</th><th>Trigger</th><th>Status</th><th>Started</th><th>Images</th><th>New</th><th>Seen</th><th>Resolved</th><th>Coverage</th><th>Notes</th></tr></thead><tbody id="runs">{history}</tbody></table></section></div>"#,
             pe = enc(&conn.plugin),
             plugin = esc(&conn.plugin),
             n = esc(&conn.name),
@@ -650,6 +663,96 @@ pub(crate) async fn locations(
     }
 }
 
+/// The notes of one run in the history: its error, what it would resolve while held, and who
+/// accepted that.
+fn run_notes(run: &keelson_store::RunInfo) -> String {
+    let mut notes = Vec::new();
+    if let Some(e) = &run.error {
+        notes.push(esc(e));
+    }
+    if let Some(h) = &run.held {
+        notes.push(format!("held: {}", esc(held_reason(h))));
+    }
+    if let Some(by) = &run.accepted_by {
+        notes.push(format!(
+            "accepted by {} at {}",
+            esc(by),
+            esc(run.accepted_at.as_deref().unwrap_or(""))
+        ));
+    }
+    notes.join("<br>")
+}
+
+/// One connection's banner when its part of the queue is not current: why, in the words of
+/// [`crate::runs::notice`], and for a held run an Accept button (operators) or who may accept it.
+fn banner(caller: &Caller, c: &QueueConnection) -> Option<String> {
+    let notice = c.notice.as_deref()?;
+    let status = c.last_run.as_ref().map(|r| r.status);
+    // Partial and held runs brought the rest up to date; the others left it as it was.
+    let class = match status {
+        Some(RunStatus::Partial | RunStatus::Held | RunStatus::Running) => "warn",
+        _ => "bad",
+    };
+    let status = status.map_or("never", RunStatus::as_str);
+    let mut action = String::new();
+    if let Some(run) = c.last_run.as_ref().filter(|r| r.status == RunStatus::Held) {
+        if caller.can(Role::Operator) {
+            let _ = write!(
+                action,
+                r#" <button type="button" class="primary" data-action="accept-run" data-run="{id}" data-would-resolve="{n}">Accept run {id}</button><span class="form-error accept-error"></span>"#,
+                id = run.id,
+                n = run.held.as_ref().map_or(0, |h| h.would_resolve),
+            );
+        } else {
+            action.push_str(r#" <span class="muted">An operator can accept it.</span>"#);
+        }
+    }
+    Some(format!(
+        r#"<div class="banner {class}" role="status" data-connection="{n}" data-status="{status}"><span><a href="/connections/{ne}"><b>{n}</b></a>: {text}.</span>{action}</div>"#,
+        n = esc(&c.connection),
+        ne = enc(&c.connection),
+        text = esc(notice),
+    ))
+}
+
+/// The banners of connections whose part of the queue is not current, then a "data as of" line
+/// for each connection. On the queue (`queue`), having no connection at all is said too: an
+/// empty queue is then not a clean one.
+fn freshness_html(caller: &Caller, connections: &[QueueConnection], queue: bool) -> String {
+    let mut html = String::from(r#"<section class="freshness" id="freshness">"#);
+    if queue && connections.is_empty() {
+        html.push_str(
+            r#"<div class="banner bad" role="status" data-status="none">No connection is scanned: nothing is in this queue. Add one under <a href="/connectors">Connectors</a>.</div>"#,
+        );
+    }
+    for c in connections {
+        if let Some(b) = banner(caller, c) {
+            html.push_str(&b);
+        }
+    }
+    if !connections.is_empty() {
+        html.push_str(r#"<ul class="as-of" id="data-as-of">"#);
+        for c in connections {
+            let when = c.data_as_of.as_deref().map_or_else(
+                || "no data yet".to_owned(),
+                |at| format!("data as of {}", esc(at)),
+            );
+            let last = c.last_run.as_ref().map_or_else(
+                || "never scanned".to_owned(),
+                |r| format!("last run {} {}", r.id, r.status),
+            );
+            let _ = write!(
+                html,
+                r#"<li data-connection="{n}"><b>{n}</b>: {when} <span class="muted">({last})</span></li>"#,
+                n = esc(&c.connection),
+            );
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("</section>");
+    html
+}
+
 // ---- the queue
 
 fn sev_badge(level: &str) -> String {
@@ -713,12 +816,14 @@ pub(crate) async fn issues(
         caller.require(Role::Viewer)?;
         let plugins = state.backend().plugins().await.unwrap_or_default();
         let sort = query.sort()?;
-        let (page, summary) = state.with_store(|s| {
+        let (page, summary, connections) = state.with_store(|s| {
             let page = api::issue_page(s, &query, false)?;
             // Tiles and filter choices come from one aggregate over the filtered queue.
             let summary = s.queue_summary(&query.filter()?)?;
-            Ok((page, summary))
+            let only = query.connection.as_deref().map(str::trim).filter(|c| !c.is_empty());
+            Ok((page, summary, queue_connections(s, only)?))
         })?;
+        let all_current = !connections.is_empty() && connections.iter().all(|c| c.current);
         // Choices for the filters: what the queue holds, plus every enabled plugin's source tool.
         let mut tools = summary.source_tools.clone();
         tools.extend(plugins.iter().map(|p| p.source_tool.clone()));
@@ -841,7 +946,12 @@ pub(crate) async fn issues(
             );
         }
         if page.items.is_empty() {
-            rows.push_str(r#"<tr><td colspan="9" class="empty">No issues match these filters.</td></tr>"#);
+            rows.push_str(if all_current {
+                r#"<tr><td colspan="9" class="empty">No issues match these filters.</td></tr>"#
+            } else {
+                // An empty queue over data that is not current is not a clean one.
+                r#"<tr><td colspan="9" class="empty">No issues match these filters, but this queue is not current: see the notices above.</td></tr>"#
+            });
         }
         let qs = query_string(&query, None);
         let export = |fmt: &str, label: &str| {
@@ -860,11 +970,13 @@ pub(crate) async fn issues(
         }
         let body = format!(
             r#"<div class="head-row"><h1>Active issues</h1><div class="toolbar">{csv}{json}{sarif}</div></div>
+{freshness}
 <div class="tiles">{tiles}</div>
 <form class="filters card" method="get" action="/issues" id="filters">{filters}<div class="filter-actions"><button type="submit" class="primary">Apply</button><a class="link" href="/issues">Reset</a></div></form>
 <div class="queue-wrap"><section class="card queue"><table class="grid" id="queue"><thead><tr>{h_sev}{h_prio}{h_vuln}<th>Package</th>{h_repo}{h_images}<th>Owner</th>{h_first}<th>Status</th></tr></thead><tbody>{rows}</tbody></table>
 <div class="pager"><span class="muted">{shown} shown of {total}</span>{pager}</div></section>
 <aside class="card panel" id="panel" hidden></aside></div>"#,
+            freshness = freshness_html(&caller, &connections, true),
             csv = export("csv", "Export CSV"),
             json = export("json", "JSON"),
             sarif = export("sarif", "SARIF"),

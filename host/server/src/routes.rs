@@ -27,6 +27,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/connections/{name}/scan"),
     ("GET", "/api/v1/connections/{name}/scan"),
     ("GET", "/api/v1/connections/{name}/runs"),
+    ("POST", "/api/v1/runs/{id}/accept"),
     ("GET", "/api/v1/issues"),
     ("GET", "/api/v1/issues/{id}"),
     ("POST", "/api/v1/issues/{id}/suppression"),
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             post(api::start_scan).get(api::scan_status),
         )
         .route("/api/v1/connections/{name}/runs", get(api::runs))
+        .route("/api/v1/runs/{id}/accept", post(api::accept_run))
         .route("/api/v1/issues", get(api::issues))
         .route("/api/v1/issues/{id}", get(api::issue))
         .route(

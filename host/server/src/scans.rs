@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
-use keelson_scan::Progress;
-use keelson_store::{IngestCounts, RunId};
+use keelson_scan::{Progress, ScanSummary};
+use keelson_store::{Coverage, Held, IngestCounts, RunId, RunStatus};
 use serde::Serialize;
 
 use crate::{ApiError, AppState};
@@ -14,9 +14,12 @@ use crate::{ApiError, AppState};
 /// What the page shows of a connection's latest scan started here.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScanState {
-    /// `running`, `complete`, `partial`, `failed`, `cancelled` or `error`.
+    /// `running`, then the run's status (`complete`, `partial`, `held`, `failed`, `cancelled`),
+    /// or `error` when the scan could not run at all.
     pub state: String,
     pub run: Option<RunId>,
+    /// The scan was started with the drop guard pre-approved.
+    pub accept_drop: bool,
     /// The current step, in words.
     pub message: String,
     pub registries_selected: usize,
@@ -25,6 +28,42 @@ pub struct ScanState {
     pub findings: u64,
     pub new: u64,
     pub problems: Vec<String>,
+    /// How completely the run read each scope, once it ended.
+    pub coverage: Option<Coverage>,
+    /// [`Coverage::summary`] of `coverage`.
+    pub coverage_summary: Option<String>,
+    /// What it would resolve, when it ended held.
+    pub held: Option<Held>,
+}
+
+impl ScanState {
+    /// Takes in how the scan ended: the run's status, counts, coverage and held reason.
+    fn finish(&mut self, summary: &ScanSummary) {
+        let run = &summary.run;
+        run.status.as_str().clone_into(&mut self.state);
+        self.run = Some(run.id);
+        self.images = summary.images;
+        self.findings = summary.findings_kept;
+        let counts = format!(
+            "{} images, {} findings ({} new, {} resolved)",
+            summary.images, summary.findings_kept, run.findings_new, run.findings_resolved
+        );
+        let coverage = run.coverage.as_ref().unwrap_or(&summary.coverage);
+        let line = coverage.summary();
+        self.message = match (run.status, &run.held, &run.error) {
+            (RunStatus::Held, Some(held), _) => format!(
+                "{counts}; held, nothing resolved: {}",
+                crate::runs::held_reason(held)
+            ),
+            (RunStatus::Partial, ..) => format!("{counts}; partial: {line}"),
+            (RunStatus::Complete, ..) => counts,
+            (_, _, Some(error)) => error.clone(),
+            (status, ..) => format!("{counts}; {status}"),
+        };
+        self.coverage = Some(coverage.clone());
+        self.coverage_summary = Some(line);
+        self.held.clone_from(&run.held);
+    }
 }
 
 type Shared = Arc<Mutex<ScanState>>;
@@ -66,7 +105,7 @@ impl Scans {
     }
 
     /// Registers a new running scan of `name`, unless one is running already.
-    fn begin(&self, name: &str) -> Option<Shared> {
+    fn begin(&self, name: &str, accept_drop: bool) -> Option<Shared> {
         let mut map = self
             .map
             .lock()
@@ -83,6 +122,7 @@ impl Scans {
         let shared = Arc::new(Mutex::new(ScanState {
             state: "running".into(),
             message: "starting".into(),
+            accept_drop,
             ..ScanState::default()
         }));
         map.insert(name.to_owned(), shared.clone());
@@ -136,14 +176,21 @@ impl Progress for Live {
     }
 }
 
-/// Starts a scan of `name` in the background as `actor`; refuses a second one.
-pub(crate) fn start(state: &AppState, name: &str, actor: &str) -> Result<ScanState, ApiError> {
+/// Starts a scan of `name` in the background as `actor`; refuses a second one. `accept_drop`
+/// pre-approves a resolution the guard would hold, and is on record in the request's event.
+pub(crate) fn start(
+    state: &AppState,
+    name: &str,
+    actor: &str,
+    accept_drop: bool,
+) -> Result<ScanState, ApiError> {
     state.with_store(|s| {
         s.connection(name)?
             .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
-        Ok(s.audit("scan-requested", Some(name), actor, None)?)
+        let detail = accept_drop.then_some("accept-drop");
+        Ok(s.audit("scan-requested", Some(name), actor, detail)?)
     })?;
-    let shared = state.scans().begin(name).ok_or_else(|| {
+    let shared = state.scans().begin(name, accept_drop).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -161,28 +208,13 @@ pub(crate) fn start(state: &AppState, name: &str, actor: &str) -> Result<ScanSta
         let cancel = Arc::new(AtomicBool::new(false));
         let result = task_state
             .backend()
-            .scan(name.clone(), Box::new(live), cancel)
+            .scan(name.clone(), accept_drop, Box::new(live), cancel)
             .await;
         let mut s = shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
-            Ok(summary) => {
-                summary.run.status.as_str().clone_into(&mut s.state);
-                s.run = Some(summary.run.id);
-                s.images = summary.images;
-                s.findings = summary.findings_kept;
-                s.message = match &summary.run.error {
-                    Some(e) => e.clone(),
-                    None => format!(
-                        "{} images, {} findings ({} new, {} resolved)",
-                        summary.images,
-                        summary.findings_kept,
-                        summary.run.findings_new,
-                        summary.run.findings_resolved
-                    ),
-                };
-            }
+            Ok(summary) => s.finish(&summary),
             Err(err) => {
                 s.state = "error".into();
                 s.message = ApiError::from(err).message;

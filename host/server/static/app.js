@@ -1,5 +1,6 @@
 // Keelson's page behaviour: forms that call the JSON API, the locations picker, live scan
-// progress, the issue panel and deleting a connection (the queue sorts on the server).
+// progress, the issue panel, accepting a held run and deleting a connection (the queue sorts on
+// the server).
 // Server-rendered HTML comes in escaped; anything built here uses textContent.
 (function () {
   "use strict";
@@ -54,6 +55,8 @@
       startScan(t);
     } else if (action === "delete-connection") {
       deleteConnection(t);
+    } else if (action === "accept-run") {
+      acceptRun(t);
     } else if (action === "close-panel") {
       $("#panel").hidden = true;
       $all("tr.selected").forEach(function (r) { r.classList.remove("selected"); });
@@ -207,6 +210,22 @@
     });
   }
 
+  // A held run's resolution is applied only when an operator confirms it.
+  function acceptRun(button) {
+    var run = button.getAttribute("data-run");
+    var n = button.getAttribute("data-would-resolve");
+    var question = "Accept run " + run + "? It resolves the " + n + " open findings that run no longer saw; " +
+      "the accept is recorded in the audit log.";
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    api("POST", "/api/v1/runs/" + encodeURIComponent(run) + "/accept").then(function (res) {
+      if (res.ok) { location.reload(); return; }
+      button.disabled = false;
+      var out = button.parentNode.querySelector(".accept-error");
+      if (out) out.textContent = " \u2718 " + errorText(res);
+    });
+  }
+
   function startScan(button) {
     var box = $("#scan-progress");
     box.hidden = false;
@@ -236,7 +255,9 @@
         return;
       }
       button.disabled = false;
-      box.className = "card scan-progress " + (s.state === "complete" ? "ok" : "bad");
+      // Partial and held runs stored what they read; the page's banner says what is missing.
+      var look = s.state === "complete" ? "ok" : (s.state === "partial" || s.state === "held" ? "warn" : "bad");
+      box.className = "card scan-progress " + look;
       box.setAttribute("data-state", s.state);
       setTimeout(function () { location.reload(); }, 1500);
     });

@@ -1,7 +1,9 @@
 //! The server over real loopback HTTP with a seeded store and a plugin stand-in whose every
 //! string is hostile: roles (a viewer changes nothing), the `Host` check (T39), Origin and CSRF,
 //! escaping, the OpenAPI file against the routes, exports (SARIF against the 2.1.0 schema, CSV
-//! formula escaping) and paging under concurrent ingest.
+//! formula escaping), paging under concurrent ingest, runs with their coverage, accepting a held
+//! run, scans with the drop guard pre-approved or not, and the queue's word on how current each
+//! connection's part of it is (API field and page banners).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -9,6 +11,7 @@ use std::io::{Read as _, Write as IoWrite};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use keelson_core::{
     Account, ConnectorInfo, Exploitability, Finding, FixStatus, ImageRef, KeyValue, Package,
@@ -19,16 +22,24 @@ use keelson_server::{
     API_ROUTES, AppState, Backend, BackendError, BoxFuture, ConnectRequest, LocationReport,
     RegistryLocation, RepositoryLocation, ServerConfig,
 };
-use keelson_store::{ConnectionSpec, Keyring, MasterKey, RunOutcome, RunTrigger, Store};
+use keelson_store::{
+    ConnectionSpec, Coverage, EnrichCounts, Keyring, MasterKey, RegistryCoverage, ResolveGuard,
+    RunId, RunInfo, RunOutcome, RunStatus, RunTrigger, Store,
+};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
 const TOOL: &str = "Azure Container Registry";
 const XSS: &str = "<script>alert('x')</script>";
 const IMG: &str = "<img src=x onerror=alert(1)>";
+const REGISTRY: &str = "contoso.azurecr.io";
 
-/// A plugin stand-in that says hostile things everywhere a plugin may say something.
-struct Hostile;
+/// A plugin stand-in that says hostile things everywhere a plugin may say something. Its scans
+/// read the one registry completely and find nothing: a total drop, which the guard holds
+/// unless the scan pre-approved it.
+struct Hostile {
+    db: std::path::PathBuf,
+}
 
 fn info() -> ConnectorInfo {
     ConnectorInfo {
@@ -127,14 +138,44 @@ impl Backend for Hostile {
     }
     fn scan(
         &self,
-        _name: String,
-        _progress: Box<dyn Progress>,
+        name: String,
+        accept_drop: bool,
+        mut progress: Box<dyn Progress>,
         _cancel: Arc<AtomicBool>,
     ) -> BoxFuture<'_, Result<ScanSummary, BackendError>> {
-        Box::pin(async {
-            Err(BackendError::Failed(
-                "scans are not part of this test".into(),
-            ))
+        let db = self.db.clone();
+        Box::pin(async move {
+            let failed = |e: keelson_store::Error| BackendError::Failed(e.to_string());
+            let mut store = Store::open(&db).map_err(failed)?;
+            let run = store
+                .begin_run(&name, RunTrigger::Api, &ScanScope::default())
+                .map_err(failed)?;
+            progress.started(run);
+            let coverage = Coverage::complete(&[REGISTRY]);
+            let guard = ResolveGuard {
+                accept_drop,
+                ..ResolveGuard::default()
+            };
+            let info = store
+                .finish_run(run, &RunOutcome::Complete, &coverage, &guard, &|_, _| true)
+                .map_err(failed)?;
+            Ok(ScanSummary {
+                run: info,
+                registries_total: 1,
+                registries_selected: 1,
+                covered: vec![REGISTRY.into()],
+                uncovered: vec![],
+                coverage,
+                repositories: 0,
+                images: 0,
+                findings_read: 0,
+                findings_kept: 0,
+                requests: 0,
+                images_described: 0,
+                enrichment: EnrichCounts::default(),
+                elapsed: Duration::ZERO,
+                store_busy: Duration::ZERO,
+            })
         })
     }
 }
@@ -142,7 +183,7 @@ impl Backend for Hostile {
 fn finding(repository: &str, digest: &str, vuln: &str, severity: Severity) -> Finding {
     Finding {
         image: ImageRef {
-            registry: "contoso.azurecr.io".into(),
+            registry: REGISTRY.into(),
             repository: repository.into(),
             digest: digest.into(),
         },
@@ -196,7 +237,9 @@ fn ingest(store: &mut Store, findings: &[Finding]) {
             &RunOutcome::Partial {
                 reason: "test".into(),
             },
-            &[],
+            &Coverage::default(),
+            &ResolveGuard::default(),
+            &|_, _| true,
         )
         .unwrap();
 }
@@ -259,7 +302,8 @@ async fn serve_db(db: &std::path::Path) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server_store = Store::open(db).unwrap();
-    let state = AppState::new(ServerConfig::new(addr), server_store, Arc::new(Hostile));
+    let backend = Hostile { db: db.to_owned() };
+    let state = AppState::new(ServerConfig::new(addr), server_store, Arc::new(backend));
     tokio::spawn(keelson_server::serve(
         state,
         listener,
@@ -1331,4 +1375,600 @@ async fn sessions_survive_a_restart_and_end_with_their_token() {
         let reply = send(addr, "GET", "/api/v1/me", &[("Cookie", &other)], "").await;
         assert_eq!(reply.status, 401, "{}", reply.body);
     }
+}
+
+/// One finished run of `connection` that reported `findings`.
+fn finished(
+    store: &mut Store,
+    connection: &str,
+    findings: &[Finding],
+    outcome: &RunOutcome,
+    coverage: &Coverage,
+) -> RunInfo {
+    let run = store
+        .begin_run(connection, RunTrigger::Manual, &ScanScope::default())
+        .unwrap();
+    if !findings.is_empty() {
+        store.ingest_findings(run, TOOL, findings).unwrap();
+    }
+    store
+        .finish_run(run, outcome, coverage, &ResolveGuard::default(), &|_, _| {
+            true
+        })
+        .unwrap()
+}
+
+/// A run of `connection` that read the registry completely and found nothing: held when the
+/// connection has open findings there.
+fn held(store: &mut Store, connection: &str) -> RunId {
+    let info = finished(
+        store,
+        connection,
+        &[],
+        &RunOutcome::Complete,
+        &Coverage::complete(&[REGISTRY]),
+    );
+    assert_eq!(info.status, RunStatus::Held, "{info:?}");
+    info.id
+}
+
+fn open_issues(db: &std::path::Path, connection: &str) -> usize {
+    Store::open(db)
+        .unwrap()
+        .issues(&keelson_store::IssueFilter {
+            connection: Some(connection.into()),
+            statuses: vec![keelson_store::IssueStatus::Open],
+            ..keelson_store::IssueFilter::default()
+        })
+        .unwrap()
+        .len()
+}
+
+/// POSTs `path` (no body) as the bearer of `token`.
+async fn post(s: &Server, token: &str, path: &str) -> Reply {
+    send(
+        s.addr,
+        "POST",
+        path,
+        &[("Authorization", &bearer(token))],
+        "",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_carry_their_coverage_and_its_summary() {
+    let s = start().await;
+    let mut store = Store::open(&s.db).unwrap();
+    let coverage = Coverage {
+        registries: vec![
+            // The registry with all the open findings was not read, so nothing is resolved.
+            RegistryCoverage::uncovered(REGISTRY, "403 AuthorizationFailed"),
+            RegistryCoverage::covered("other.azurecr.io"),
+        ],
+        ..Coverage::default()
+    };
+    let run = finished(
+        &mut store,
+        "prod",
+        &[],
+        &RunOutcome::Partial {
+            reason: "1 registry not covered".into(),
+        },
+        &coverage,
+    );
+    let runs = get_json(&s, "/api/v1/connections/prod/runs").await;
+    let newest = &runs["items"][0];
+    assert_eq!(newest["id"], run.id.0);
+    assert_eq!(newest["status"], "partial");
+    assert_eq!(newest["coverage"]["registries"][0]["registry"], REGISTRY);
+    assert_eq!(
+        newest["coverage"]["registries"][0]["uncovered"],
+        "403 AuthorizationFailed"
+    );
+    assert!(newest["coverage"]["registries"][1]["uncovered"].is_null());
+    assert_eq!(newest["findings_resolved"], 0);
+    assert_eq!(
+        newest["coverage_summary"],
+        "1/2 registries covered; contoso.azurecr.io: 403 AuthorizationFailed; findings: complete"
+    );
+    assert!(newest["held"].is_null() && newest["accepted_by"].is_null());
+    // The run of the fixture: partial with nothing covered.
+    assert_eq!(
+        runs["items"][1]["coverage_summary"],
+        "0/0 registries covered; findings: complete"
+    );
+    let connection = get_json(&s, "/api/v1/connections/prod").await;
+    assert_eq!(
+        connection["last_run"]["coverage_summary"],
+        newest["coverage_summary"]
+    );
+    // The connection's page shows the same, run by run.
+    let (cookie, _) = session(&s, &s.viewer).await;
+    let page = send(
+        s.addr,
+        "GET",
+        "/connections/prod",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert!(
+        page.body.contains(&format!(
+            r#"<tr data-run="{}" data-status="partial">"#,
+            run.id
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(
+        "1/2 registries covered; contoso.azurecr.io: 403 AuthorizationFailed; findings: complete"
+    ));
+    assert!(page.body.contains("1 registry not covered"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_accepts_a_held_run_and_its_findings_are_resolved() {
+    let s = start().await;
+    let run = held(&mut Store::open(&s.db).unwrap(), "prod");
+    let runs = get_json(&s, "/api/v1/connections/prod/runs").await;
+    let listed = &runs["items"][0];
+    assert_eq!(
+        (listed["id"].as_i64(), listed["status"].as_str()),
+        (Some(run.0), Some("held"))
+    );
+    assert_eq!(listed["held"]["would_resolve"], 12);
+    assert_eq!(listed["held"]["open"], 12);
+    assert!(
+        listed["held"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("would resolve 12 of 12 open findings"),
+        "{listed}"
+    );
+    let path = format!("/api/v1/runs/{run}/accept");
+    // A viewer may not, by token or by session.
+    let refused = post(&s, &s.viewer, &path).await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (403, "forbidden")
+    );
+    // From the page, the Origin and the CSRF token are needed like for any change.
+    let (cookie, csrf) = session(&s, &s.operator).await;
+    let origin = format!("http://{}", s.addr);
+    let no_csrf = send(
+        s.addr,
+        "POST",
+        &path,
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        "",
+    )
+    .await;
+    assert_eq!((no_csrf.status, no_csrf.code().as_str()), (403, "csrf"));
+    assert_eq!(open_issues(&s.db, "prod"), 12, "nothing resolved so far");
+    let accepted = send(
+        s.addr,
+        "POST",
+        &path,
+        &[
+            ("Cookie", &cookie),
+            ("Origin", &origin),
+            ("X-CSRF-Token", &csrf),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let body = accepted.json();
+    assert_eq!(body["status"], "complete");
+    assert_eq!(body["findings_resolved"], 12);
+    assert_eq!(body["accepted_by"], "token:operator");
+    assert_eq!(
+        body["coverage_summary"],
+        "1/1 registries covered; findings: complete"
+    );
+    assert_eq!(
+        open_issues(&s.db, "prod"),
+        0,
+        "the held resolution was applied"
+    );
+    let queue = get_json(&s, "/api/v1/issues").await;
+    assert!(ids_of(&queue).is_empty());
+    assert_eq!(queue["connections"][0]["current"], true, "{queue}");
+    // Once is enough; the accept is in the audit log with its actor.
+    let again = post(&s, &s.operator, &path).await;
+    assert_eq!((again.status, again.code().as_str()), (409, "not_held"));
+    let kinds: Vec<String> = Store::open(&s.db)
+        .unwrap()
+        .events_by_actor("token:operator", 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    assert!(kinds.contains(&"run-accepted".to_owned()), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_a_run_not_held_or_out_of_date_is_refused_with_the_reason() {
+    let s = start().await;
+    let mut store = Store::open(&s.db).unwrap();
+    let partial = store.runs(Some("prod"), 1).unwrap()[0].id;
+    let reply = post(&s, &s.operator, &format!("/api/v1/runs/{partial}/accept")).await;
+    assert_eq!((reply.status, reply.code().as_str()), (409, "not_held"));
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains(&format!("run `{partial}` is `partial`, not held")),
+        "{message}"
+    );
+    // A held run goes out of date as soon as a newer run of its connection starts.
+    let run = held(&mut store, "prod");
+    let newer = store
+        .begin_run("prod", RunTrigger::Manual, &ScanScope::default())
+        .unwrap();
+    let reply = post(&s, &s.operator, &format!("/api/v1/runs/{run}/accept")).await;
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (409, "held_superseded"),
+        "{}",
+        reply.body
+    );
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains(&format!(
+            "run `{newer}` of the same connection started after it"
+        )),
+        "{message}"
+    );
+    assert_eq!(open_issues(&s.db, "prod"), 12, "nothing resolved");
+    // Unknown and malformed run ids.
+    let unknown = post(&s, &s.operator, "/api/v1/runs/999999/accept").await;
+    assert_eq!(
+        (unknown.status, unknown.code().as_str()),
+        (404, "not_found")
+    );
+    let garbage = post(&s, &s.operator, "/api/v1/runs/seven/accept").await;
+    assert_eq!(
+        (garbage.status, garbage.json()["error"]["field"].as_str()),
+        (400, Some("id"))
+    );
+}
+
+/// The queue's entry for `name` in an `/api/v1/issues` response.
+fn entry<'a>(queue: &'a Value, name: &str) -> &'a Value {
+    queue["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["connection"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` in {queue}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_says_which_connections_are_not_current_and_why() {
+    let s = start().await;
+    let mut store = Store::open(&s.db).unwrap();
+    for name in ["fresh", "broken", "dropped", "clean"] {
+        store
+            .save_connection(&ConnectionSpec::new(name, "hostile"), &keys(), "test")
+            .unwrap();
+    }
+    let one = |n: usize| {
+        finding(
+            "web",
+            &format!("sha256:{:064x}", 700 + n),
+            &format!("CVE-2024-{}", 7000 + n),
+            Severity::High,
+        )
+    };
+    let complete = Coverage::complete(&[REGISTRY]);
+    let broken = finished(
+        &mut store,
+        "broken",
+        &[],
+        &RunOutcome::Failed {
+            reason: format!("denied {XSS}"),
+        },
+        &Coverage::default(),
+    );
+    finished(
+        &mut store,
+        "dropped",
+        &[one(1)],
+        &RunOutcome::Complete,
+        &complete,
+    );
+    let dropped = held(&mut store, "dropped");
+    let clean = finished(
+        &mut store,
+        "clean",
+        &[one(2)],
+        &RunOutcome::Complete,
+        &complete,
+    );
+    assert_eq!(clean.status, RunStatus::Complete);
+
+    let queue = get_json(&s, "/api/v1/issues").await;
+    assert_eq!(
+        ids_of(&queue).len(),
+        14,
+        "12 of prod, 1 of dropped, 1 of clean"
+    );
+    assert!(queue["next"].is_null());
+    let names: Vec<&str> = queue["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["connection"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["broken", "clean", "dropped", "fresh", "prod"]);
+
+    let fresh = entry(&queue, "fresh");
+    assert_eq!(fresh["current"], false);
+    assert!(fresh["last_run"].is_null() && fresh["data_as_of"].is_null());
+    assert_eq!(
+        fresh["notice"],
+        "never scanned: nothing from it is in this queue"
+    );
+
+    let failed = entry(&queue, "broken");
+    assert_eq!(failed["current"], false);
+    assert_eq!(failed["last_run"]["id"], broken.id.0);
+    assert_eq!(failed["last_run"]["status"], "failed");
+    assert_eq!(failed["last_run"]["error"], format!("denied {XSS}"));
+    assert!(
+        failed["data_as_of"].is_null(),
+        "a failed run stored no data as of anything"
+    );
+    assert!(
+        failed["notice"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("last run {} failed: denied", broken.id)),
+        "{failed}"
+    );
+
+    let partial = entry(&queue, "prod");
+    assert_eq!(partial["current"], false);
+    assert_eq!(partial["last_run"]["status"], "partial");
+    assert_eq!(
+        partial["last_run"]["coverage_summary"],
+        "0/0 registries covered; findings: complete"
+    );
+    assert_eq!(partial["data_as_of"], partial["last_run"]["finished_at"]);
+    assert!(
+        partial["notice"]
+            .as_str()
+            .unwrap()
+            .contains("was partial: 0/0 registries covered; findings: complete"),
+        "{partial}"
+    );
+
+    let on_hold = entry(&queue, "dropped");
+    assert_eq!(on_hold["current"], false);
+    assert_eq!(on_hold["last_run"]["id"], dropped.0);
+    assert_eq!(on_hold["last_run"]["status"], "held");
+    assert_eq!(on_hold["last_run"]["held"]["would_resolve"], 1);
+    assert_eq!(on_hold["last_run"]["held"]["open"], 1);
+    assert_eq!(on_hold["data_as_of"], on_hold["last_run"]["finished_at"]);
+    assert!(
+        on_hold["notice"]
+            .as_str()
+            .unwrap()
+            .contains("is held, nothing was resolved: would resolve 1 of 1 open findings"),
+        "{on_hold}"
+    );
+
+    let current = entry(&queue, "clean");
+    assert_eq!(current["current"], true);
+    assert!(current["notice"].is_null());
+    assert_eq!(current["last_run"]["status"], "complete");
+    assert_eq!(current["data_as_of"], current["last_run"]["finished_at"]);
+
+    // A queue filtered to one connection speaks of that one.
+    let only = get_json(&s, "/api/v1/issues?connection=fresh").await;
+    assert!(ids_of(&only).is_empty());
+    assert_eq!(only["connections"].as_array().unwrap().len(), 1);
+    assert_eq!(only["connections"][0]["connection"], "fresh");
+
+    // The page: a banner per connection not current, none for the clean one, a "data as of"
+    // line for each, and an Accept button on the held run only for operators.
+    let (viewer, _) = session(&s, &s.viewer).await;
+    let page = send(s.addr, "GET", "/issues", &[("Cookie", &viewer)], "").await;
+    assert_eq!(page.status, 200);
+    let html = &page.body;
+    for (name, status) in [
+        ("fresh", "never"),
+        ("broken", "failed"),
+        ("prod", "partial"),
+        ("dropped", "held"),
+    ] {
+        assert!(
+            html.contains(&format!(
+                r#"data-connection="{name}" data-status="{status}""#
+            )),
+            "a banner for `{name}`: {html}"
+        );
+        assert!(
+            html.contains(&format!(r#"<li data-connection="{name}">"#)),
+            "{name}"
+        );
+    }
+    assert!(
+        !html.contains(r#"data-connection="clean" data-status"#),
+        "no banner when current"
+    );
+    assert!(html.contains(r#"<li data-connection="clean"><b>clean</b>: data as of "#));
+    assert!(html.contains("never scanned: nothing from it is in this queue"));
+    assert!(
+        html.contains("denied &lt;script&gt;"),
+        "the reason, escaped"
+    );
+    assert!(!html.contains("<script>alert"));
+    assert!(html.contains("was partial: 0/0 registries covered; findings: complete"));
+    assert!(html.contains("would resolve 1 of 1 open findings"));
+    assert!(
+        !html.contains(r#"data-action="accept-run""#),
+        "a viewer gets no button"
+    );
+    assert!(html.contains("An operator can accept it."));
+    let (operator, _) = session(&s, &s.operator).await;
+    let page = send(s.addr, "GET", "/issues", &[("Cookie", &operator)], "").await;
+    assert!(
+        page.body.contains(&format!(
+            r#"data-action="accept-run" data-run="{dropped}" data-would-resolve="1""#
+        )),
+        "{}",
+        page.body
+    );
+    assert_eq!(page.body.matches(r#"data-action="accept-run""#).count(), 1);
+    // An empty queue over data that is not current does not read as clean.
+    let empty = send(
+        s.addr,
+        "GET",
+        "/issues?connection=fresh",
+        &[("Cookie", &viewer)],
+        "",
+    )
+    .await;
+    assert!(
+        empty.body.contains("this queue is not current"),
+        "{}",
+        empty.body
+    );
+    // The held connection's page has the banner and the button too, and its run's notes.
+    let page = send(
+        s.addr,
+        "GET",
+        "/connections/dropped",
+        &[("Cookie", &operator)],
+        "",
+    )
+    .await;
+    assert!(
+        page.body
+            .contains(&format!(r#"data-run="{dropped}" data-would-resolve="1""#))
+    );
+    assert!(
+        page.body
+            .contains(&format!(r#"<tr data-run="{dropped}" data-status="held">"#))
+    );
+    assert!(
+        page.body
+            .contains("held: would resolve 1 of 1 open findings")
+    );
+}
+
+/// Polls the scan status of `name` until the scan is no longer running.
+async fn scan_ended(s: &Server, name: &str) -> Value {
+    for _ in 0..200 {
+        let status = get_json(s, &format!("/api/v1/connections/{name}/scan")).await;
+        if status["state"] != "running" {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the scan of `{name}` did not end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_from_the_api_is_held_unless_the_drop_is_pre_approved() {
+    let s = start().await;
+    let started = post(&s, &s.operator, "/api/v1/connections/prod/scan").await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(started.json()["accept_drop"], false);
+    let status = scan_ended(&s, "prod").await;
+    assert_eq!(status["state"], "held", "{status}");
+    assert_eq!(status["held"]["would_resolve"], 12);
+    assert_eq!(
+        status["coverage_summary"],
+        "1/1 registries covered; findings: complete"
+    );
+    assert_eq!(status["coverage"]["registries"][0]["registry"], REGISTRY);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("held, nothing resolved: would resolve 12 of 12 open findings"),
+        "{status}"
+    );
+    assert_eq!(open_issues(&s.db, "prod"), 12);
+    // A flag that is not a boolean, or a body with something else, is refused.
+    let bad = post(
+        &s,
+        &s.operator,
+        "/api/v1/connections/prod/scan?accept_drop=yes",
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.json()["error"]["field"].as_str()),
+        (400, Some("accept_drop"))
+    );
+    for body in [
+        r#"{"accept-drop": true}"#,
+        r#"{"accept_drop": 1}"#,
+        "not json",
+    ] {
+        let reply = send(
+            s.addr,
+            "POST",
+            "/api/v1/connections/prod/scan",
+            &[
+                ("Authorization", &bearer(&s.operator)),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .await;
+        assert_eq!(
+            (reply.status, reply.code().as_str()),
+            (400, "invalid"),
+            "{body}"
+        );
+    }
+    // Pre-approved in the query: the same drop is applied.
+    let started = post(
+        &s,
+        &s.operator,
+        "/api/v1/connections/prod/scan?accept_drop=true",
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(started.json()["accept_drop"], true);
+    let status = scan_ended(&s, "prod").await;
+    assert_eq!(status["state"], "complete", "{status}");
+    assert!(status["held"].is_null());
+    assert_eq!(
+        status["message"],
+        "0 images, 0 findings (0 new, 12 resolved)"
+    );
+    assert_eq!(open_issues(&s.db, "prod"), 0);
+    // And in a JSON body.
+    let started = send(
+        s.addr,
+        "POST",
+        "/api/v1/connections/prod/scan",
+        &[
+            ("Authorization", &bearer(&s.operator)),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"accept_drop": true}"#,
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(started.json()["accept_drop"], true);
+    assert_eq!(scan_ended(&s, "prod").await["state"], "complete");
+    // A viewer may not pre-approve anything.
+    let viewer = post(
+        &s,
+        &s.viewer,
+        "/api/v1/connections/prod/scan?accept_drop=true",
+    )
+    .await;
+    assert_eq!(viewer.status, 403);
 }

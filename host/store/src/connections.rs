@@ -56,7 +56,7 @@ pub struct SelectionRule {
 }
 
 /// A registry known from earlier runs of a connection, with its repositories, for
-/// `keelson locations`. Removed ones were missing from the last complete run that covered them.
+/// `keelson locations`. Removed ones were missing from a run that read their registry completely.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KnownRegistry {
     pub name: String,
@@ -557,7 +557,13 @@ mod tests {
             Err(Error::AlreadyRunning { connection, .. }) if connection == "prod"
         ));
         store
-            .finish_run(run, &crate::RunOutcome::Complete, &[])
+            .finish_run(
+                run,
+                &crate::RunOutcome::Complete,
+                &crate::Coverage::default(),
+                &crate::ResolveGuard::default(),
+                &|_, _| true,
+            )
             .unwrap();
         assert_eq!(store.retire_connection("prod", "bob").unwrap(), first);
         assert!(store.connection("prod").unwrap().is_none());

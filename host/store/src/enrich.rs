@@ -17,6 +17,7 @@ use keelson_enrich::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::failpoints::failpoint;
 use crate::ingest::{severity_from_rank, severity_rank};
 use crate::runs::running_state;
 use crate::{Error, IssueId, Result, RunId, Store, from_json, normalise_timestamp, now, to_json};
@@ -499,7 +500,9 @@ impl Store {
             ])?;
             saved += 1;
         }
+        failpoint!("store::save_image_contexts::before_commit");
         tx.commit()?;
+        failpoint!("store::save_image_contexts::after_commit");
         Ok(saved)
     }
 

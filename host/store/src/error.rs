@@ -38,6 +38,18 @@ pub enum Error {
         source: DbError,
     },
 
+    #[error(
+        "migrating the store to schema version {version} left row {} of `{table}` pointing at no row of `{parent}`; \
+         the store was left at its previous version",
+        rowid.map_or_else(|| "?".to_owned(), |r| r.to_string())
+    )]
+    MigrateForeignKey {
+        version: i64,
+        table: String,
+        rowid: Option<i64>,
+        parent: String,
+    },
+
     #[error("cannot use the owner lock `{path}`")]
     OwnerLock {
         path: PathBuf,
@@ -64,6 +76,20 @@ pub enum Error {
 
     #[error("registry `{registry}` is outside the scope requested for scan run {run}")]
     CoverageOutsideScope { run: RunId, registry: String },
+
+    #[error("run `{run}` is `{status}`, not held; nothing to accept")]
+    NotHeld { run: RunId, status: RunStatus },
+
+    #[error(
+        "run `{run}` was held, but run `{newer}` of the same connection started after it; \
+         its resolution is out of date — accept or re-run the newest"
+    )]
+    HeldSuperseded { run: RunId, newer: RunId },
+
+    /// A failpoint (feature `failpoints`) was configured to return an error.
+    #[cfg(feature = "failpoints")]
+    #[error("failpoint `{0}` returned an error")]
+    Failpoint(&'static str),
 
     #[error("no issue {0}")]
     UnknownIssue(IssueId),

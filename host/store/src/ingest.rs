@@ -13,6 +13,7 @@ use keelson_core::{Finding, FixStatus, Image, Registry, Repository, Severity};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::failpoints::failpoint;
 use crate::runs::running_state;
 use crate::seen::Seen;
 use crate::{Result, RunId, Store, now, to_json};
@@ -609,7 +610,9 @@ impl Store {
         }
         crate::seen::record(&tx, run, Seen::Images, &mut page.seen_images)?;
         drop(page);
+        failpoint!("store::ingest_inventory::before_commit");
         tx.commit()?;
+        failpoint!("store::ingest_inventory::after_commit");
         Ok(())
     }
 
@@ -645,7 +648,9 @@ impl Store {
             counts.reopened as i64,
             counts.updated as i64
         ])?;
+        failpoint!("store::ingest_findings::before_commit");
         tx.commit()?;
+        failpoint!("store::ingest_findings::after_commit");
         Ok(counts)
     }
 }

@@ -7,9 +7,15 @@
 //!
 //! The scan pipeline drives a run through [`Store::begin_run`], [`Store::ingest_inventory`],
 //! [`Store::ingest_findings`] and [`Store::finish_run`]; each call is one `BEGIN IMMEDIATE`
-//! transaction, so pages stream in and a crash loses at most the batch in flight. Only a
-//! [`RunOutcome::Complete`] run resolves findings, only inside the registries it covered, and in the
-//! same transaction that marks it complete. The queue is read with [`Store::issues`] and
+//! transaction, so pages stream in and a crash loses at most the batch in flight. A run finishes
+//! with its [`Coverage`]: a complete or partial run resolves findings only inside the registries
+//! it read completely while the findings listing was read to the end ([`Coverage::resolvable`]),
+//! only in selected repositories, and in the same transaction that ends it; failed, cancelled and
+//! interrupted runs resolve nothing. A run that would resolve a sudden drop (see
+//! [`ResolveGuard`]) ends `held` and resolves only when [`Store::accept_held`] accepts it.
+//! [`Store::connection_states`] gives each connection's last run and the time its data is as of.
+//! With the `failpoints` feature, every commit point is a failpoint (see [`FAILPOINTS`]).
+//! The queue is read with [`Store::issues`] and
 //! [`Store::issue`]; secrets of a [`ConnectionSpec`] are sealed with AES-256-GCM under a
 //! caller-supplied [`MasterKey`] (see [`secrets`]).
 //!
@@ -22,13 +28,17 @@
 //! file per open store, which tells a crashed scan from a live one. Back up with
 //! [`Store::backup_to`], never by copying the file while keelson runs.
 
+mod failpoints;
+
 mod connections;
+mod coverage;
 mod enrich;
 mod error;
 mod ingest;
 pub mod migrate;
 mod owner;
 mod queue;
+mod resolve;
 mod runs;
 pub mod secrets;
 mod seen;
@@ -45,17 +55,19 @@ use serde::{Deserialize, Serialize};
 pub use connections::{
     ConnectionSpec, KnownRegistry, SelectionAction, SelectionRule, StoredConnection,
 };
+pub use coverage::{Coverage, Held, RegistryCoverage, ResolveGuard};
 pub use enrich::{
     ControlCount, ENRICH_BATCH, EnrichCounts, EnrichScope, OverrideInfo, RuleScope, SuppressionRule,
 };
 pub use error::{DbError, Error, Result};
+pub use failpoints::FAILPOINTS;
 pub use ingest::{IngestCounts, InventoryItem};
 pub use queue::{
     EventRow, FindingDetail, IssueCursor, IssueDetail, IssueFilter, IssueImage, IssueRow,
     IssueSort, IssueStatus, QueueSummary, SlaState, SortCursor, SortKey, SuppressionInfo,
     VulnerabilityInfo,
 };
-pub use runs::{RunInfo, RunOutcome, RunStatus, RunTrigger};
+pub use runs::{ConnectionState, RunBrief, RunInfo, RunOutcome, RunStatus, RunTrigger};
 pub use secrets::{Keyring, MasterKey};
 pub use sessions::WebSession;
 pub use tokens::{ApiToken, TOKEN_ROLES};

@@ -438,7 +438,7 @@ pub struct QueueSummary {
 
 /// When finding `f` was last seen. `findings.last_seen` moves only when a finding is created,
 /// changed or reopened (an unchanged rescan writes no finding row); an open finding of a registry
-/// that a complete run covered was seen by that run, or the run would have resolved it.
+/// whose `last_covered_at` a run moved was seen by that run, or the run would have resolved it.
 /// Needs the finding's issue as `i` (its registry): one lookup in `registries`' unique index.
 const LAST_SEEN: &str = "CASE WHEN f.status = 'open' THEN max(f.last_seen, coalesce((
         SELECT rg.last_covered_at FROM registries rg
@@ -1204,7 +1204,15 @@ mod tests {
             store
                 .ingest_findings(run, "Azure Container Registry", &findings)
                 .unwrap();
-            store.finish_run(run, &RunOutcome::Complete, &[]).unwrap();
+            store
+                .finish_run(
+                    run,
+                    &RunOutcome::Complete,
+                    &crate::Coverage::default(),
+                    &crate::ResolveGuard::default(),
+                    &|_, _| true,
+                )
+                .unwrap();
         }
         store
     }

@@ -1,4 +1,20 @@
 //! Scan runs: the lease on a connection, the outcome, and the one place findings get resolved.
+//!
+//! A run is begun ([`Store::begin_run`]), takes pages of data while `running`, and is finished
+//! ([`Store::finish_run`]) with its outcome and its [`Coverage`]. A complete or partial run
+//! resolves the open findings it did not see, and marks removed the inventory it did not see, only
+//! inside the registries it read completely while the findings listing was read to the end
+//! ([`Coverage::resolvable`]), only in repositories the operator selected, and in the transaction
+//! that ends it. Scopes it did not read keep everything as it was. A failed or cancelled run, or
+//! one interrupted by a crash, resolves nothing.
+//!
+//! Before resolving, the [`ResolveGuard`] is asked: a run that would resolve every open finding of
+//! the scopes it read, or too large a share of the connection's open findings, ends `held`
+//! instead. It keeps what it added and changed, resolves and removes nothing, and keeps the exact
+//! ids it would have resolved and removed until an operator accepts it ([`Store::accept_held`]),
+//! which applies exactly that, or a later run of the connection starts, which makes it out of
+//! date. [`Store::connection_states`] tells the queue each connection's last run and how recent
+//! its data is.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,9 +23,14 @@ use keelson_core::ScanScope;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
+use crate::failpoints::failpoint;
 use crate::owner::Liveness;
+use crate::resolve::Resolution;
 use crate::seen::{Seen, SeenSet};
-use crate::{ConnectionId, Error, Result, RunId, Store, from_json, now, to_json};
+use crate::{
+    ConnectionId, Coverage, Error, Held, ResolveGuard, Result, RunId, Store, from_json, now,
+    to_json,
+};
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,13 +54,19 @@ impl RunTrigger {
     }
 }
 
-/// Where a run is in its life. Only `Running` takes data; only `Complete` resolved anything.
+/// Where a run is in its life. Only `Running` takes data; `Complete` and `Partial` resolved
+/// inside the scopes they read completely; `Held` resolves nothing until it is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Running,
+    /// Everything in scope was read.
     Complete,
+    /// Some of the scope could not be read; the rest was brought up to date.
     Partial,
+    /// It would have resolved a sudden drop; its resolution waits for an operator
+    /// ([`Store::accept_held`]).
+    Held,
     Failed,
     Cancelled,
     /// The process running it died; found and marked by recovery.
@@ -52,6 +79,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Complete => "complete",
             Self::Partial => "partial",
+            Self::Held => "held",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Interrupted => "interrupted",
@@ -73,6 +101,7 @@ impl FromStr for RunStatus {
             "running" => Self::Running,
             "complete" => Self::Complete,
             "partial" => Self::Partial,
+            "held" => Self::Held,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
             "interrupted" => Self::Interrupted,
@@ -86,13 +115,15 @@ impl FromStr for RunStatus {
     }
 }
 
-/// How the scan pipeline ends a run.
+/// How the scan pipeline ends a run. Where a complete or partial run resolves is decided by its
+/// [`Coverage`], not by the outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    /// Every covered registry was read to the end: findings there that the run did not report are
+    /// Everything in scope was read to the end: findings there that the run did not report are
     /// resolved.
     Complete,
-    /// Some of the scope could not be read (throttled, forbidden, truncated). Nothing is resolved.
+    /// Some of the scope could not be read (throttled, forbidden, truncated). Findings are
+    /// resolved only inside the scopes that were read completely.
     Partial { reason: String },
     /// The run stopped on an error. Nothing is resolved.
     Failed { reason: String },
@@ -126,7 +157,8 @@ pub struct RunInfo {
     pub trigger: String,
     /// Registries asked for; empty means all.
     pub requested_scope: Vec<String>,
-    /// Registries read completely, as reported when the run finished.
+    /// Registries the run may resolve in ([`Coverage::resolvable`]), as reported when it
+    /// finished; only a complete, partial or accepted held run resolved there.
     pub covered_registries: Option<Vec<String>>,
     pub status: RunStatus,
     pub started_at: String,
@@ -138,16 +170,35 @@ pub struct RunInfo {
     pub findings_updated: u64,
     pub findings_resolved: u64,
     pub error: Option<String>,
+    /// How completely it read each scope; `None` while running and for runs finished before
+    /// coverage was recorded.
+    pub coverage: Option<Coverage>,
+    /// What it would have resolved, when it was held (kept after it is accepted).
+    pub held: Option<Held>,
+    /// When an operator accepted its held resolution.
+    pub accepted_at: Option<String>,
+    /// Who accepted it.
+    pub accepted_by: Option<String>,
 }
 
 const RUN_COLUMNS: &str = "r.id, c.name, r.trigger, r.requested_scope, r.covered_registries, r.status, r.started_at,
     r.finished_at, r.images_seen, r.findings_new, r.findings_seen, r.findings_reopened, r.findings_updated,
-    r.findings_resolved, r.error";
+    r.findings_resolved, r.error, r.coverage, r.held, r.accepted_at, r.accepted_by";
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunInfo, String, String, Option<String>)> {
+/// A run's row with its text columns not yet parsed (parsing errors are the store's, not SQLite's).
+struct RunRow {
+    info: RunInfo,
+    status: String,
+    requested: String,
+    covered: Option<String>,
+    coverage: Option<String>,
+    held: Option<String>,
+}
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     let count = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
-    Ok((
-        RunInfo {
+    Ok(RunRow {
+        info: RunInfo {
             id: RunId(row.get(0)?),
             connection: row.get(1)?,
             trigger: row.get(2)?,
@@ -163,21 +214,58 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunInfo, String, String, Opt
             findings_updated: count(12)?,
             findings_resolved: count(13)?,
             error: row.get(14)?,
+            coverage: None,
+            held: None,
+            accepted_at: row.get(17)?,
+            accepted_by: row.get(18)?,
         },
-        row.get(5)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+        status: row.get(5)?,
+        requested: row.get(3)?,
+        covered: row.get(4)?,
+        coverage: row.get(15)?,
+        held: row.get(16)?,
+    })
 }
 
-fn finish_run_info(parts: (RunInfo, String, String, Option<String>)) -> Result<RunInfo> {
-    let (mut info, status, requested, covered) = parts;
-    info.status = status.parse()?;
-    info.requested_scope = from_json("scan_runs.requested_scope", &requested)?;
-    info.covered_registries = covered
+fn finish_run_info(row: RunRow) -> Result<RunInfo> {
+    let mut info = row.info;
+    info.status = row.status.parse()?;
+    info.requested_scope = from_json("scan_runs.requested_scope", &row.requested)?;
+    info.covered_registries = row
+        .covered
         .map(|c| from_json("scan_runs.covered_registries", &c))
         .transpose()?;
+    info.coverage = row
+        .coverage
+        .map(|c| from_json("scan_runs.coverage", &c))
+        .transpose()?;
+    info.held = row
+        .held
+        .map(|h| from_json("scan_runs.held", &h))
+        .transpose()?;
     Ok(info)
+}
+
+/// The last run of a connection, as the queue's footer and banner show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBrief {
+    pub id: RunId,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    /// [`Coverage::summary`] of the run; `None` while running or if it recorded none.
+    pub coverage: Option<String>,
+}
+
+/// A live connection's last run and how recent its data is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionState {
+    pub connection: String,
+    /// The newest run (any status, running included).
+    pub last_run: Option<RunBrief>,
+    /// `finished_at` of the newest run that stored data (complete, partial or held); `None` if none.
+    pub data_as_of: Option<String>,
 }
 
 /// The state of a run as a writer checks it before touching data.
@@ -298,59 +386,264 @@ impl Store {
             "INSERT INTO events (at, kind, connection_id, run_id, new_value) VALUES (?1, 'run-started', ?2, ?3, ?4)",
             params![at, connection_id, run, trigger.as_str()],
         )?;
+        failpoint!("store::begin_run::before_commit");
         tx.commit()?;
         Ok(RunId(run))
     }
 
-    /// Ends a running run with `outcome`.
+    /// Ends a running run with `outcome` and what it read, `coverage`.
     ///
-    /// `covered_registries` are the registries (login servers) whose inventory and findings the run
-    /// read completely. If, and only if, the outcome is [`RunOutcome::Complete`], open findings of
-    /// this connection in those registries that the run did not report are resolved, and images,
-    /// repositories and registries there that it did not see are marked removed — in the same
-    /// transaction that marks the run complete. Suppressed findings are never touched.
+    /// A [`RunOutcome::Failed`] or [`RunOutcome::Cancelled`] run resolves and removes nothing. A
+    /// complete or partial one resolves the open findings of this connection that it did not
+    /// report, and marks removed the images, repositories and registries that it did not see, only
+    /// inside [`Coverage::resolvable`] and only where `selected(registry, repository)` holds; the
+    /// registries there with no deselected repository get `last_covered_at` (an open finding
+    /// there was seen by this run). Suppressed findings are never touched. All of it happens in
+    /// the transaction that ends the run.
+    ///
+    /// Before anything is resolved `guard` is asked ([`ResolveGuard::holds`], with what the run
+    /// would resolve, the connection's open findings, and those inside the resolvable, selected
+    /// scope). A held run ends [`RunStatus::Held`]: what it added and changed stays, nothing is
+    /// resolved or removed, and the ids it would resolve and remove are kept for
+    /// [`Store::accept_held`].
+    ///
+    /// Refused with [`Error::CoverageOutsideScope`] when a registry reported as read completely is
+    /// outside the scope the run was begun with.
     pub fn finish_run(
         &mut self,
         run: RunId,
         outcome: &RunOutcome,
-        covered_registries: &[String],
+        coverage: &Coverage,
+        guard: &ResolveGuard,
+        selected: &dyn Fn(&str, &str) -> bool,
     ) -> Result<RunInfo> {
         let tx = self.write()?;
         let at = now(&tx)?;
         let state = running_state(&tx, run)?;
-        let mut covered = covered_registries.to_vec();
-        covered.sort();
-        covered.dedup();
+        let coverage = coverage.clone().normalised();
         if !state.requested.is_empty()
-            && let Some(outside) = covered.iter().find(|r| !state.requested.contains(r))
+            && let Some(outside) = coverage
+                .registries
+                .iter()
+                .find(|r| r.uncovered.is_none() && !state.requested.contains(&r.registry))
         {
             return Err(Error::CoverageOutsideScope {
                 run,
-                registry: outside.clone(),
+                registry: outside.registry.clone(),
             });
         }
-        let covered_json = to_json(&covered);
-        let status = outcome.status();
+        let resolvable = coverage.resolvable();
+        let resolvable_json = to_json(&resolvable);
+        let mut status = outcome.status();
         let mut resolved = 0;
-        if status == RunStatus::Complete {
-            resolved = resolve_unseen(&tx, run, state.connection_id, &covered_json, &at)?;
+        let mut held = None;
+        failpoint!("store::finish_run::before_resolve");
+        if matches!(status, RunStatus::Complete | RunStatus::Partial) {
+            let plan =
+                Resolution::compute(&tx, run, state.connection_id, &resolvable_json, selected)?;
+            let counts = (plan.findings.len() as u64, plan.open, plan.open_in_covered);
+            if let Some(why) = guard.reason(counts.0, counts.1, counts.2) {
+                plan.persist(&tx, run)?;
+                held = Some(Held::new(run, guard, why, counts, status));
+                status = RunStatus::Held;
+            } else {
+                resolved = plan.apply(&tx, run, &at, None)?.findings;
+                mark_covered(&tx, run, state.connection_id, &coverage, &at)?;
+            }
         }
+        failpoint!("store::finish_run::after_resolve");
         let images_seen =
             i64::try_from(SeenSet::load(&tx, run, Seen::Images)?.len()).unwrap_or(i64::MAX);
         tx.execute(
             "UPDATE scan_runs SET status = ?2, finished_at = ?3, covered_registries = ?4, error = ?5,
-                 images_seen = ?6, findings_resolved = ?7, owner = NULL
+                 images_seen = ?6, findings_resolved = ?7, coverage = ?8, held = ?9, owner = NULL
              WHERE id = ?1",
-            params![run.0, status.as_str(), at, covered_json, outcome.reason(), images_seen, resolved as i64],
+            params![
+                run.0,
+                status.as_str(),
+                at,
+                resolvable_json,
+                outcome.reason(),
+                images_seen,
+                resolved as i64,
+                to_json(&coverage),
+                held.as_ref().map(to_json)
+            ],
         )?;
         crate::seen::forget(&tx, run, state.connection_id)?;
+        crate::resolve::drop_superseded(&tx, run, state.connection_id)?;
         tx.execute(
             "INSERT INTO events (at, kind, connection_id, run_id, field, old_value, new_value)
              VALUES (?1, 'run-finished', ?2, ?3, 'status', 'running', ?4)",
             params![at, state.connection_id, run.0, status.as_str()],
         )?;
+        failpoint!("store::finish_run::before_commit");
         tx.commit()?;
+        failpoint!("store::finish_run::after_commit");
         self.run(run)?.ok_or(Error::UnknownRun(run))
+    }
+
+    /// Applies exactly the resolution a held run computed; `actor` goes to the audit event.
+    ///
+    /// Refused with [`Error::NotHeld`] unless the run is `held`, and with
+    /// [`Error::HeldSuperseded`] once a later run of its connection has started (its resolution
+    /// no longer matches what the source says). Otherwise, in one transaction: the findings it
+    /// would have resolved that are still open are resolved (events name the held run and
+    /// `actor`), the inventory it would have removed is marked removed, its covered registries get
+    /// `last_covered_at` (its finish time), it takes the status it was held from, and a
+    /// `run-accepted` event records `actor` and the counts.
+    pub fn accept_held(&mut self, run: RunId, actor: &str) -> Result<RunInfo> {
+        let tx = self.write()?;
+        let at = now(&tx)?;
+        /// The columns of a held run that an accept needs.
+        struct Record {
+            connection_id: i64,
+            status: String,
+            coverage: Option<String>,
+            held: Option<String>,
+            finished_at: Option<String>,
+        }
+        let Record {
+            connection_id,
+            status,
+            coverage,
+            held,
+            finished_at,
+        } = tx
+            .prepare_cached(
+                "SELECT connection_id, status, coverage, held, finished_at FROM scan_runs WHERE id = ?1",
+            )?
+            .query_row([run.0], |row| {
+                Ok(Record {
+                    connection_id: row.get(0)?,
+                    status: row.get(1)?,
+                    coverage: row.get(2)?,
+                    held: row.get(3)?,
+                    finished_at: row.get(4)?,
+                })
+            })
+            .optional()?
+            .ok_or(Error::UnknownRun(run))?;
+        let status: RunStatus = status.parse()?;
+        if status != RunStatus::Held {
+            return Err(Error::NotHeld { run, status });
+        }
+        let newer: Option<i64> = tx
+            .prepare_cached("SELECT min(id) FROM scan_runs WHERE connection_id = ?1 AND id > ?2")?
+            .query_row(params![connection_id, run.0], |row| row.get(0))?;
+        if let Some(newer) = newer {
+            return Err(Error::HeldSuperseded {
+                run,
+                newer: RunId(newer),
+            });
+        }
+        let missing = |column: &'static str| Error::Corrupt {
+            column,
+            reason: format!("held run `{run}` has none"),
+        };
+        let held: Held = from_json(
+            "scan_runs.held",
+            &held.ok_or_else(|| missing("scan_runs.held"))?,
+        )?;
+        let coverage: Coverage = from_json(
+            "scan_runs.coverage",
+            &coverage.ok_or_else(|| missing("scan_runs.coverage"))?,
+        )?;
+        let finished_at = finished_at.ok_or_else(|| missing("scan_runs.finished_at"))?;
+        if !matches!(held.then, RunStatus::Complete | RunStatus::Partial) {
+            return Err(Error::Corrupt {
+                column: "scan_runs.held",
+                reason: format!("held run `{run}` would become `{}`", held.then),
+            });
+        }
+        let plan = Resolution::load(&tx, run)?;
+        let applied = plan.apply(&tx, run, &at, Some(actor))?;
+        mark_covered(&tx, run, connection_id, &coverage, &finished_at)?;
+        tx.execute(
+            "UPDATE scan_runs SET status = ?2, findings_resolved = ?3, accepted_at = ?4, accepted_by = ?5
+             WHERE id = ?1",
+            params![run.0, held.then.as_str(), applied.findings as i64, at, actor],
+        )?;
+        crate::resolve::drop_held(&tx, run)?;
+        let detail = serde_json::json!({
+            "status": held.then,
+            "findings_resolved": applied.findings,
+            "images_removed": applied.images,
+        });
+        tx.execute(
+            "INSERT INTO events (at, kind, connection_id, run_id, actor, field, old_value, new_value)
+             VALUES (?1, 'run-accepted', ?2, ?3, ?4, 'resolution', 'held', ?5)",
+            params![at, connection_id, run.0, actor, detail.to_string()],
+        )?;
+        failpoint!("store::accept_held::before_commit");
+        tx.commit()?;
+        failpoint!("store::accept_held::after_commit");
+        self.run(run)?.ok_or(Error::UnknownRun(run))
+    }
+
+    /// Each live (not retired) connection's last run and "data as of", for the queue's footer and
+    /// banner, by connection name; connections never scanned have `last_run: None`.
+    pub fn connection_states(&self) -> Result<Vec<ConnectionState>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.name, r.id, r.status, r.started_at, r.finished_at, r.error, r.coverage,
+                 (SELECT d.finished_at FROM scan_runs d
+                  WHERE d.connection_id = c.id AND d.status IN ('complete', 'partial', 'held')
+                  ORDER BY d.id DESC LIMIT 1)
+             FROM connections c
+             LEFT JOIN scan_runs r ON r.id = (
+                 SELECT max(l.id) FROM scan_runs l WHERE l.connection_id = c.id)
+             WHERE c.retired_at IS NULL
+             ORDER BY c.name",
+        )?;
+        type Raw = (
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Raw> = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(
+                |(connection, id, status, started_at, finished_at, error, coverage, data_as_of)| {
+                    let last_run = match (id, status, started_at) {
+                        (Some(id), Some(status), Some(started_at)) => Some(RunBrief {
+                            id: RunId(id),
+                            status: status.parse()?,
+                            started_at,
+                            finished_at,
+                            error,
+                            coverage: coverage
+                                .map(|c| from_json::<Coverage>("scan_runs.coverage", &c))
+                                .transpose()?
+                                .map(|c| c.summary()),
+                        }),
+                        _ => None,
+                    };
+                    Ok(ConnectionState {
+                        connection,
+                        last_run,
+                        data_as_of,
+                    })
+                },
+            )
+            .collect()
     }
 
     /// Marks every `running` run whose owning process is gone as `interrupted`. Called by
@@ -408,98 +701,30 @@ impl Store {
     }
 }
 
-/// Fills `temp.unseen` with the ids that `candidates` lists (bound to the connection, `?1`, and
-/// the covered registries, `?2`) and `seen` lacks. Few things go away per run, so the ids are
-/// staged in a temporary table for the statements that act on them.
-fn stage_unseen(
-    conn: &Connection,
-    candidates: &str,
-    connection_id: i64,
-    covered_json: &str,
-    seen: &SeenSet,
-) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS unseen (id INTEGER PRIMARY KEY); DELETE FROM temp.unseen;",
-    )?;
-    let mut listed = conn.prepare_cached(candidates)?;
-    let mut unseen = conn.prepare_cached("INSERT INTO temp.unseen (id) VALUES (?1)")?;
-    let mut rows = listed.query(params![connection_id, covered_json])?;
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        if !seen.contains(id) {
-            unseen.execute([id])?;
-        }
-    }
-    Ok(())
-}
-
-/// Resolves what a complete run did not see inside its covered registries; returns how many
-/// findings it resolved. Runs inside the transaction that marks the run complete.
-fn resolve_unseen(
+/// Moves `last_covered_at` to `at` for the resolvable registries of `coverage` that have no
+/// deselected repository: an open finding there was seen by `run`, or it would be resolved. A
+/// deselected repository's findings were not read, so such a registry keeps its older date.
+fn mark_covered(
     conn: &Connection,
     run: RunId,
     connection_id: i64,
-    covered_json: &str,
+    coverage: &Coverage,
     at: &str,
-) -> Result<usize> {
-    let seen = SeenSet::load(conn, run, Seen::Findings)?;
-    stage_unseen(
-        conn,
-        "SELECT f.id FROM findings f JOIN issues i ON i.id = f.issue_id
-         WHERE f.connection_id = ?1 AND f.status = 'open'
-           AND i.registry IN (SELECT value FROM json_each(?2))",
-        connection_id,
-        covered_json,
-        &seen,
-    )?;
-    const UNSEEN: &str = "SELECT id FROM temp.unseen";
-    conn.execute(
-        &format!(
-            "INSERT INTO events (at, kind, connection_id, issue_id, finding_id, run_id, field, old_value, new_value)
-             SELECT ?2, 'resolved', f.connection_id, f.issue_id, f.id, ?1, 'status', 'open', 'resolved'
-             FROM findings f WHERE f.id IN ({UNSEEN}) ORDER BY f.id"
-        ),
-        params![run.0, at],
-    )?;
-    let resolved = conn.execute(
-        &format!(
-            "UPDATE findings SET status = 'resolved', resolved_at = ?2, resolved_run_id = ?1
-             WHERE id IN ({UNSEEN})"
-        ),
-        params![run.0, at],
-    )?;
-    conn.execute(
+) -> Result<()> {
+    let whole: Vec<String> = coverage
+        .resolvable()
+        .into_iter()
+        .filter(|name| {
+            coverage
+                .registries
+                .iter()
+                .all(|r| &r.registry != name || r.deselected == 0)
+        })
+        .collect();
+    conn.prepare_cached(
         "UPDATE registries SET last_covered_at = ?4, last_covered_run_id = ?2
          WHERE connection_id = ?1 AND name IN (SELECT value FROM json_each(?3))",
-        params![connection_id, run.0, covered_json, at],
-    )?;
-    // Inventory that the complete run no longer saw is gone from the source.
-    let images = SeenSet::load(conn, run, Seen::Images)?;
-    stage_unseen(
-        conn,
-        "SELECT im.id FROM images im
-         JOIN repositories rp ON rp.id = im.repository_id JOIN registries rg ON rg.id = rp.registry_id
-         WHERE rg.connection_id = ?1 AND im.removed_at IS NULL
-           AND rg.name IN (SELECT value FROM json_each(?2))",
-        connection_id,
-        covered_json,
-        &images,
-    )?;
-    conn.execute(
-        "UPDATE images SET removed_at = ?1 WHERE id IN (SELECT id FROM temp.unseen)",
-        [at],
-    )?;
-    conn.execute(
-        "UPDATE repositories SET removed_at = ?4
-         WHERE removed_at IS NULL AND last_run_id IS NOT ?2 AND registry_id IN (
-             SELECT id FROM registries WHERE connection_id = ?1 AND name IN (SELECT value FROM json_each(?3)))",
-        params![connection_id, run.0, covered_json, at],
-    )?;
-    conn.execute(
-        "UPDATE registries SET removed_at = ?4
-         WHERE connection_id = ?1 AND removed_at IS NULL AND last_run_id IS NOT ?2
-           AND name IN (SELECT value FROM json_each(?3))",
-        params![connection_id, run.0, covered_json, at],
-    )?;
-    Ok(resolved)
+    )?
+    .execute(params![connection_id, run.0, to_json(&whole), at])?;
+    Ok(())
 }

@@ -3,9 +3,10 @@
 //! its own row.
 //!
 //! A page's ids are sorted, deduplicated and stored as LEB128 varints of their deltas (one or two
-//! bytes per finding in practice). When a complete run finishes, [`SeenSet::load`] reads the
-//! run's batches into a bitmap over finding ids (one bit per id, so 1M findings cost 125 KB) and
-//! the open findings of the covered registries that it does not contain are resolved.
+//! bytes per finding in practice). When a complete or partial run finishes, [`SeenSet::load`]
+//! reads the run's batches into a bitmap over finding ids (one bit per id, so 1M findings cost
+//! 125 KB) and the open findings of the registries it may resolve in that it does not contain are
+//! resolved (or, for a held run, kept in `run_held` in the same encoding, see `crate::resolve`).
 
 use rusqlite::{Connection, params};
 
@@ -54,6 +55,17 @@ fn decode(bytes: &[u8], mut each: impl FnMut(u64)) -> Option<()> {
         }
     }
     (shift == 0).then_some(())
+}
+
+/// Decodes what [`encode`] wrote into ids; `None` if the bytes are damaged or an id does not fit.
+pub(crate) fn decode_ids(bytes: &[u8]) -> Option<Vec<i64>> {
+    let mut ids = Vec::new();
+    let mut fits = true;
+    decode(bytes, |id| match i64::try_from(id) {
+        Ok(id) => ids.push(id),
+        Err(_) => fits = false,
+    })?;
+    fits.then_some(ids)
 }
 
 /// What the ids of a batch are.

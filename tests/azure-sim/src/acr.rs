@@ -1,8 +1,14 @@
 //! The ACR data plane of one registry: the challenge, `/oauth2/exchange`, `/oauth2/token`, the
 //! catalog, tag and manifest listings with `Link` paging, and manifests by tag or digest.
+//!
+//! Two anomalies ([`Anomaly`]) hit the [target registry](crate::anomaly::target_registry):
+//! `one-registry-forbidden` answers as a denied registry does (the token grants nothing, reads
+//! get 403 `DENIED`), and `acr-catalog-loop` ends the catalog's last page with a `Link` back to
+//! the first page.
 
 use serde_json::{Value, json};
 
+use crate::anomaly::{self, Anomaly};
 use crate::entra::ACR_RESOURCE;
 use crate::server::{Req, Resp, Sim};
 use crate::tenant::{Image, MANIFEST_MEDIA_TYPE, Registry};
@@ -169,9 +175,18 @@ fn denied() -> Resp {
     )
 }
 
+/// True when `anomaly` is on and hits this registry.
+fn hit_by(sim: &Sim, reg: &Registry, anomaly: Anomaly) -> bool {
+    sim.faults().has(anomaly)
+        && anomaly::target_registry(&sim.tenant)
+            .is_some_and(|i| sim.tenant.registries[i].arm_id == reg.arm_id)
+}
+
 /// True when the principal behind a token may read this registry's data plane.
 fn allowed(sim: &Sim, reg: &Registry, appid: &str) -> bool {
-    !reg.spec.data_plane_denied && sim.principal(appid).is_some_and(|p| p.has_role)
+    !reg.spec.data_plane_denied
+        && !hit_by(sim, reg, Anomaly::OneRegistryForbidden)
+        && sim.principal(appid).is_some_and(|p| p.has_role)
 }
 
 fn rate_header(sim: &Sim, reg: &Registry) -> String {
@@ -553,16 +568,20 @@ fn catalog(sim: &Sim, reg: usize, r: &Req, v2: bool) -> Resp {
         json!({"repositories": page})
     };
     let mut resp = headers(Resp::json(200, &body));
+    let path = if v2 {
+        "/v2/_catalog"
+    } else {
+        "/acr/v1/_catalog"
+    };
     if more {
-        let path = if v2 {
-            "/v2/_catalog"
-        } else {
-            "/acr/v1/_catalog"
-        };
         resp.set(
             "link",
             &link(path, page.last().map_or("", String::as_str), n, ""),
         );
+    } else if n > 0 && !names.is_empty() && hit_by(sim, &t.registries[reg], Anomaly::AcrCatalogLoop)
+    {
+        // `last=` empty starts over: the first page again, and so on forever.
+        resp.set("link", &link(path, "", n, ""));
     }
     resp
 }

@@ -2,15 +2,17 @@
 //!
 //! KQL cannot be run here, so the documented Defender queries are recognised by their markers
 //! and anything else gets the real 400 `InvalidQuery` envelope. Rows are produced lazily, in id
-//! order, from a cursor carried in `$skipToken`.
+//! order, from a cursor carried in `$skipToken`. The `arg-*` and `totals-mismatch` anomalies
+//! ([`Anomaly`]) change the answer to a valid query.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::anomaly::{self, Anomaly};
 use crate::arm;
-use crate::server::{Principal, Req, Resp, Sim};
+use crate::server::{self, Principal, Req, Resp, Sim};
 use crate::tenant::{
     BaseStatus, DataSet, Image, ImageKey, Overlay, PackageFinding, Registry, Tenant,
 };
@@ -224,6 +226,51 @@ fn walk(
             }
         }
     }
+}
+
+fn before(a: Pos, b: Pos) -> bool {
+    (a.g, a.p, a.s, a.w) < (b.g, b.p, b.s, b.w)
+}
+
+/// How many rows of registry `regs[start.g]` come before `start`: the ordinal of the row at
+/// `start` within its registry.
+fn ordinal_at(t: &Tenant, ov: &Overlay, regs: &[usize], data_set: DataSet, start: Pos) -> u64 {
+    let mut n = 0;
+    let from = Pos {
+        g: start.g,
+        ..Pos::default()
+    };
+    walk(t, ov, regs, data_set, from, |pos, _, _, _, _, _| {
+        if pos.g != start.g || !before(pos, start) {
+            return false;
+        }
+        n += 1;
+        true
+    });
+    n
+}
+
+/// Rows of the tenant's data set that `arg-missing-status` serves without `properties.status`.
+pub(crate) fn rows_without_status(t: &Tenant, ov: &Overlay) -> u64 {
+    let regs: Vec<usize> = (0..t.registries.len()).collect();
+    let mut cur = (0, 0u64);
+    let mut n = 0;
+    walk(
+        t,
+        ov,
+        &regs,
+        t.data_set,
+        Pos::default(),
+        |pos, _, _, _, _, _| {
+            let ordinal = if pos.g == cur.0 { cur.1 } else { 0 };
+            cur = (pos.g, ordinal + 1);
+            if anomaly::strips_status(ordinal) {
+                n += 1;
+            }
+            true
+        },
+    );
+    n
 }
 
 fn severity_of(p: &PackageFinding) -> vulns::Severity {
@@ -666,6 +713,10 @@ fn quota(sim: &Sim, principal: &Principal) -> Result<(u32, u64), Resp> {
 }
 
 pub(crate) fn handle(sim: &Sim, r: &Req) -> Resp {
+    // The page comes from the gateway in front of the service, before any validation.
+    if sim.faults().has(Anomaly::ArgHtml200) {
+        return server::html_error_page();
+    }
     if r.method != axum::http::Method::POST {
         return arm::error(
             405,
@@ -690,6 +741,7 @@ pub(crate) fn handle(sim: &Sim, r: &Req) -> Resp {
 }
 
 fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
+    let spec = sim.faults();
     let body: Body = match serde_json::from_slice(&req.body) {
         Ok(b) => b,
         Err(e) => {
@@ -730,6 +782,13 @@ fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
             );
         }
     };
+    if spec.has(Anomaly::ArgNullData) {
+        return arm::headers(Resp::new(
+            200,
+            "application/json; charset=utf-8",
+            r#"{"totalRecords":0,"count":0,"data":null}"#,
+        ));
+    }
     let tenant = &sim.tenant;
     let ov = tenant.overlay();
     // Subscriptions the caller may read; ARG silently leaves out the others.
@@ -737,16 +796,14 @@ fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
         Some(list) => list.iter().map(|s| s.to_ascii_lowercase()).collect(),
         None => tenant.subscriptions.iter().map(|s| s.id.clone()).collect(),
     };
-    let regs: Vec<usize> = if principal.has_role
-        && !sim.faults().arg_zero_rows
-        && parsed.data_set == tenant.data_set
-    {
-        (0..tenant.registries.len())
-            .filter(|i| subs.contains(&tenant.registries[*i].subscription_id))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let regs: Vec<usize> =
+        if principal.has_role && !spec.arg_zero_rows() && parsed.data_set == tenant.data_set {
+            (0..tenant.registries.len())
+                .filter(|i| subs.contains(&tenant.registries[*i].subscription_id))
+                .collect()
+        } else {
+            Vec::new()
+        };
     let fingerprint = {
         let mut parts = vec![hash_bytes(squash(&text).as_bytes())];
         parts.extend(regs.iter().map(|r| *r as u64));
@@ -773,6 +830,16 @@ fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
     };
     let mut next: Option<Pos> = None;
     let mut cached: Option<(ImageKey, Image)> = None;
+    let strip_status = spec.has(Anomaly::ArgMissingStatus);
+    // (registry position, ordinal of the next row within it), for `arg-missing-status`.
+    let mut ordinals = (
+        start.g,
+        if strip_status {
+            ordinal_at(tenant, &ov, &regs, parsed.data_set, start)
+        } else {
+            0
+        },
+    );
     walk(
         tenant,
         &ov,
@@ -780,6 +847,8 @@ fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
         parsed.data_set,
         start,
         |pos, reg, key, generation, pkgs, rr| {
+            let ordinal = if pos.g == ordinals.0 { ordinals.1 } else { 0 };
+            ordinals = (pos.g, ordinal + 1);
             if to_skip > 0 {
                 to_skip -= 1;
                 return true;
@@ -798,13 +867,19 @@ fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
             let registry = &tenant.registries[reg];
             let repo = &registry.repos[key.repo as usize].name;
             let p = &pkgs[rr.pkg];
-            let row = match (parsed.data_set, rr.cve) {
+            let mut row = match (parsed.data_set, rr.cve) {
                 (DataSet::Individual, _) | (_, None) => {
                     individual_row(tenant, registry, repo, img, p)
                 }
                 (DataSet::Mdvm, Some(c)) => mdvm_row(tenant, registry, repo, img, p, c),
                 (DataSet::Qualys, Some(c)) => qualys_row(tenant, registry, repo, img, p, c),
             };
+            if strip_status
+                && anomaly::strips_status(ordinal)
+                && let Some(Value::Object(props)) = row.get_mut("properties")
+            {
+                props.remove("status");
+            }
             data.push(row);
             true
         },
@@ -815,7 +890,7 @@ fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
         .is_none_or(|c| c.iter().any(|c| c == "id"));
     let truncated = next.is_some() && !has_id;
     let skip_token = match (next, has_id) {
-        (Some(pos), true) => Some(if sim.faults().repeat_page_token {
+        (Some(pos), true) => Some(if spec.repeat_page_token {
             options
                 .skip_token
                 .clone()
@@ -825,7 +900,12 @@ fn query(sim: &Sim, principal: &Principal, req: &Req) -> Resp {
         }),
         _ => None,
     };
-    let count = data.len() as u64;
+    let mut count = data.len() as u64;
+    let mut total = total;
+    if spec.has(Anomaly::TotalsMismatch) {
+        count += 1;
+        total = total.saturating_sub(1);
+    }
     let columns: Vec<String> = parsed.columns.clone().unwrap_or_else(|| {
         let mut all: Vec<String> = KNOWN_COLUMNS.iter().map(|(k, _)| (*k).to_owned()).collect();
         if parsed.data_set == DataSet::Individual {

@@ -1,8 +1,10 @@
 //! Azure Resource Manager: subscriptions and container registries, with ARM's auth errors,
-//! api-version checks, `nextLink` paging and token-bucket throttling.
+//! api-version checks, `nextLink` paging and token-bucket throttling. Under
+//! `arm-nextlink-loop-at-end` ([`Anomaly`]) the last page of a registry list links to itself.
 
 use serde_json::{Value, json};
 
+use crate::anomaly::Anomaly;
 use crate::server::{Principal, Req, Resp, Sim};
 use crate::tenant::Registry;
 use crate::throttle::{Verdict, ceil_secs};
@@ -370,15 +372,16 @@ fn skip_of(r: &Req) -> usize {
         .unwrap_or(0)
 }
 
-/// A page of `items` with an absolute `nextLink` when more remain.
-fn page(sim: &Sim, r: &Req, api_version: &str, items: &[Value]) -> Value {
+/// A page of `items` with an absolute `nextLink` when more remain. With `loop_at_end`, the last
+/// page links to itself as well, so the listing never ends.
+fn page(sim: &Sim, r: &Req, api_version: &str, items: &[Value], loop_at_end: bool) -> Value {
     let size = sim.tenant.arm_page_size;
     let skip = skip_of(r).min(items.len());
     let end = (skip + size).min(items.len());
     let mut body = json!({"value": items[skip..end].to_vec()});
-    if end < items.len() {
+    if end < items.len() || loop_at_end {
         // A repeating nextLink points back at the page just served.
-        let next = if sim.faults().repeat_page_token {
+        let next = if sim.faults().repeat_page_token || end == items.len() {
             skip
         } else {
             end
@@ -441,7 +444,7 @@ pub(crate) fn handle(sim: &Sim, r: &Req) -> Resp {
             Vec::new()
         };
         return with_headers(
-            headers(Resp::json(200, &page(sim, r, &version, &subs))),
+            headers(Resp::json(200, &page(sim, r, &version, &subs, false))),
             &extra,
         );
     }
@@ -555,8 +558,12 @@ pub(crate) fn handle(sim: &Sim, r: &Req) -> Resp {
         .filter(in_scope)
         .map(registry_json)
         .collect();
+    let loop_at_end = sim.faults().has(Anomaly::ArmNextlinkLoopAtEnd);
     with_headers(
-        headers(Resp::json(200, &page(sim, r, &version, &items))),
+        headers(Resp::json(
+            200,
+            &page(sim, r, &version, &items, loop_at_end),
+        )),
         &extra,
     )
 }

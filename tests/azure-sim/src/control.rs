@@ -2,11 +2,13 @@
 //! the simulator from outside the process. They need no token.
 //!
 //! - `GET /_sim/stats`, `POST /_sim/stats/reset`
-//! - `GET /_sim/faults`, `PUT /_sim/faults` (a [`FaultSpec`] as JSON)
+//! - `GET /_sim/faults`, `PUT /_sim/faults` (a [`FaultSpec`] as JSON; it replaces the active
+//!   spec, so `{"anomalies":["arg-null-data"]}` turns that [`Anomaly`](crate::Anomaly) on and
+//!   everything else off, and `{}` turns every fault off)
 //! - `POST /_sim/images/remove`, `POST /_sim/images/repush`: `{"registry","repository","digest"}` or `{"share":0.01}`
 //! - `POST /_sim/images/push`: `{"registry","repository","count"}`
 //! - `POST /_sim/findings/fix`: `{"registry","repository","digest","vulnerability_id","package"}` or `{"share":0.1}`
-//! - `GET /_sim/ground-truth`
+//! - `GET /_sim/ground-truth`: [`GroundTruth::write_json`], with the `anomaly` section when one is on
 
 use serde::Deserialize;
 use serde_json::json;
@@ -74,7 +76,7 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Resp {
         },
         ("GET", "/_sim/ground-truth") => {
             let mut buf = Vec::new();
-            match GroundTruth::new(tenant.clone()).write_json(&mut buf) {
+            match GroundTruth::new(tenant.clone(), &sim.faults()).write_json(&mut buf) {
                 Ok(_) => Resp::new(200, "application/json; charset=utf-8", buf),
                 Err(e) => bad(&e.to_string()),
             }

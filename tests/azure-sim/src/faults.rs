@@ -1,4 +1,5 @@
-//! Fault injection: transient faults that hit a request once, and structural faults that persist.
+//! Fault injection: transient faults that hit a request once, and structural faults that persist
+//! (including the named [`Anomaly`] scenarios).
 //!
 //! A transient fault is decided from the seed and a fingerprint of the request (method, host,
 //! path, query and body, never the `Authorization` header), so the same scan against the same
@@ -10,6 +11,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::anomaly::Anomaly;
 use crate::util::{hash, unit_of};
 
 /// What can go wrong, and how often.
@@ -28,10 +30,14 @@ pub struct FaultSpec {
     pub html_share: f64,
     /// ARM `nextLink` and ARG `$skipToken` point back at the page just served (persists).
     pub repeat_page_token: bool,
-    /// Resource Graph returns zero rows for every query (persists).
+    /// Resource Graph returns zero rows for every query (persists; the `arg-empty-after-full`
+    /// anomaly does the same).
     pub arg_zero_rows: bool,
     /// Tokens older than this are rejected as expired although `expires_in` promised more.
     pub token_max_age_secs: Option<u64>,
+    /// Named structural faults (persist); see [`Anomaly`]. Left out of the JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
 }
 
 impl FaultSpec {
@@ -46,6 +52,16 @@ impl FaultSpec {
             token_max_age_secs: Some(20),
             ..Self::default()
         }
+    }
+
+    /// True when the named anomaly is on.
+    pub fn has(&self, anomaly: Anomaly) -> bool {
+        self.anomalies.contains(&anomaly)
+    }
+
+    /// True when Resource Graph answers zero rows (`arg_zero_rows` or `arg-empty-after-full`).
+    pub(crate) fn arg_zero_rows(&self) -> bool {
+        self.arg_zero_rows || self.has(Anomaly::ArgEmptyAfterFull)
     }
 }
 

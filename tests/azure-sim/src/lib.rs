@@ -11,7 +11,9 @@
 //! The tenant behind it ([`TenantSpec`]) is generated deterministically from a seed and lazily,
 //! so a 200k-image tenant fits in a few megabytes. [`SimHandle::ground_truth`] says what a correct
 //! connector must report; the mutation calls change the tenant between scans; [`FaultSpec`]
-//! injects faults deterministically per seed; [`SimHandle::stats`] counts requests.
+//! injects faults deterministically per seed, and its named [`Anomaly`] scenarios answer the way
+//! real Azure answers badly (with [`AnomalyTruth`] saying what a correct client concludes);
+//! [`SimHandle::stats`] counts requests.
 //!
 //! ```no_run
 //! # async fn demo() -> azure_sim::Result<()> {
@@ -27,6 +29,7 @@
 #![allow(clippy::result_large_err)]
 
 mod acr;
+mod anomaly;
 mod arg;
 mod arm;
 mod control;
@@ -53,13 +56,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub use anomaly::Anomaly;
 pub use faults::FaultSpec;
 pub use stats::{StatEntry, StatsSnapshot};
 pub use tenant::{
     DataSet, FindingSpec, ImageSpec, RegistrySpec, RepoSpec, Scenario, Sku, TenantSpec,
 };
 pub use throttle::Limits;
-pub use truth::{GroundTruth, TruthCounts, TruthFinding, TruthImage, TruthRegistry};
+pub use truth::{
+    AnomalyTruth, CoveredRegistry, GroundTruth, RunStatus, TruthCounts, TruthFinding, TruthImage,
+    TruthRegistry, UncoveredRegistry,
+};
 pub use vulns::Severity;
 
 use server::{Principal, Sim};
@@ -73,6 +80,8 @@ pub enum Error {
     UnknownScenario(String),
     #[error("unknown data set `{0}` (expected individual, mdvm or qualys)")]
     UnknownDataSet(String),
+    #[error("unknown anomaly `{0}` (expected one of {names})", names = anomaly::NAMES)]
+    UnknownAnomaly(String),
     #[error("invalid tenant spec: {0}")]
     InvalidSpec(String),
     #[error("unknown registry `{0}`")]
@@ -405,7 +414,7 @@ impl SimHandle {
 
     /// What a correct connector must report for the tenant as it is now.
     pub fn ground_truth(&self) -> GroundTruth {
-        GroundTruth::new(self.sim.tenant.clone())
+        GroundTruth::new(self.sim.tenant.clone(), &self.sim.faults())
     }
 
     /// The active faults.

@@ -2,13 +2,15 @@
 //!
 //! Prints `# azure-sim ready port=<PORT>` on stdout once listening (a TOML comment, so it can
 //! share stdout with `--print-config`). The client secret goes to stderr, never to the snippet.
+//! `--anomaly NAME` (repeatable) starts with named anomalies on; `--expected` then writes their
+//! ground truth too.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use azure_sim::{DataSet, Scenario, SimOptions, Simulator, peak_rss_bytes};
+use azure_sim::{Anomaly, DataSet, Scenario, SimOptions, Simulator, peak_rss_bytes};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -47,6 +49,11 @@ struct Args {
     /// Turn throttling off.
     #[arg(long)]
     no_throttling: bool,
+    /// Turn a named anomaly on (repeatable): arg-null-data, arg-empty-after-full,
+    /// arg-missing-status, arm-nextlink-loop-at-end, acr-catalog-loop, one-registry-forbidden,
+    /// arg-html-200 or totals-mismatch.
+    #[arg(long = "anomaly", value_name = "NAME", value_parser = parse_anomaly)]
+    anomalies: Vec<Anomaly>,
     /// Generate every Resource Graph page and the ground truth in-process, print peak RSS and
     /// rates, then exit.
     #[arg(long)]
@@ -67,6 +74,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(ds) = &args.data_set {
         opts.tenant.data_set = DataSet::parse(ds)?;
     }
+    opts.faults.anomalies.extend(&args.anomalies);
+    opts.faults.anomalies.sort_unstable();
+    opts.faults.anomalies.dedup();
     let sim = Simulator::start(opts)
         .await
         .context("starting the simulator")?;
@@ -111,6 +121,10 @@ async fn main() -> anyhow::Result<()> {
     signals.wait().await;
     sim.shutdown().await;
     Ok(())
+}
+
+fn parse_anomaly(s: &str) -> Result<Anomaly, String> {
+    s.parse().map_err(|e: azure_sim::Error| e.to_string())
 }
 
 /// SIGTERM and SIGINT listeners. Created before the ready line is printed: a signal that arrives

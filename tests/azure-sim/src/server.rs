@@ -318,11 +318,7 @@ fn dispatch(sim: &Sim, r: &Req) -> Option<Resp> {
         }
         Some(Transient::Throttle) => fault_throttle(sim, service, endpoint, r),
         Some(Transient::ServerError(code)) => fault_server_error(sim, service, code),
-        Some(Transient::Html) => Resp::new(
-            200,
-            "text/html; charset=utf-8",
-            "<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body><h1>Service Unavailable</h1><p>The service is temporarily unavailable. Please try again later.</p></body></html>",
-        ),
+        Some(Transient::Html) => html_error_page(),
         Some(Transient::Truncate) | None => {
             let mut resp = match service {
                 Service::Login => entra::handle(sim, r),
@@ -354,6 +350,16 @@ fn dispatch(sim: &Sim, r: &Req) -> Option<Resp> {
     }
     sim.stats.record(endpoint, resp.status.as_u16());
     Some(resp)
+}
+
+/// The HTML page a gateway in front of Azure serves with status 200 when the service behind it
+/// is unavailable.
+pub(crate) fn html_error_page() -> Resp {
+    Resp::new(
+        200,
+        "text/html; charset=utf-8",
+        "<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body><h1>Service Unavailable</h1><p>The service is temporarily unavailable. Please try again later.</p></body></html>",
+    )
 }
 
 fn fault_throttle(sim: &Sim, service: Service, endpoint: &str, _r: &Req) -> Resp {

@@ -166,7 +166,7 @@ pub async fn snapshot(conn: &mut Connection, policy: &PagingPolicy) -> Snapshot 
     let mut registries = Vec::new();
     if let Err(err) = walk(
         policy,
-        async |p| conn.list_registries(p).await,
+        async |p| Ok(conn.list_registries(p).await?),
         |items| {
             registries.extend(items);
             Ok(())
@@ -180,7 +180,7 @@ pub async fn snapshot(conn: &mut Connection, policy: &PagingPolicy) -> Snapshot 
         let mut repositories = Vec::new();
         if let Err(err) = walk(
             policy,
-            async |p| conn.list_repositories(&registry.name, p).await,
+            async |p| Ok(conn.list_repositories(&registry.name, p).await?),
             |items| {
                 repositories.extend(items);
                 Ok(())
@@ -198,7 +198,11 @@ pub async fn snapshot(conn: &mut Connection, policy: &PagingPolicy) -> Snapshot 
             let images = &mut snap.images;
             if let Err(err) = walk(
                 policy,
-                async |p| conn.list_images(&registry.name, &repository.name, p).await,
+                async |p| {
+                    Ok(conn
+                        .list_images(&registry.name, &repository.name, p)
+                        .await?)
+                },
                 |items| {
                     images.extend(items);
                     Ok(())
@@ -219,7 +223,7 @@ pub async fn snapshot(conn: &mut Connection, policy: &PagingPolicy) -> Snapshot 
     let findings = &mut snap.findings;
     if let Err(err) = walk(
         policy,
-        async |p| conn.list_findings(&ScanScope::default(), p).await,
+        async |p| Ok(conn.list_findings(&ScanScope::default(), p).await?),
         |items| {
             findings.extend(items);
             Ok(())

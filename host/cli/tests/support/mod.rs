@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+pub(crate) mod env;
+
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;

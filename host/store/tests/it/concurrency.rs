@@ -4,9 +4,11 @@
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use keelson_store::{Error, IssueFilter, RunOutcome, RunStatus, RunTrigger, Store};
+use keelson_store::{
+    Coverage, Error, IssueFilter, ResolveGuard, RunOutcome, RunStatus, RunTrigger, Store,
+};
 
-use crate::{TOOL, add_connections, finding, scope, strings};
+use crate::{TOOL, add_connections, everything, finding, scope};
 
 #[test]
 fn a_second_run_of_the_same_connection_is_refused_as_already_running() {
@@ -37,14 +39,34 @@ fn a_second_run_of_the_same_connection_is_refused_as_already_running() {
         .begin_run("staging", RunTrigger::Manual, &scope(&[]))
         .unwrap();
     second
-        .finish_run(other, &RunOutcome::Complete, &[])
+        .finish_run(
+            other,
+            &RunOutcome::Complete,
+            &Coverage::default(),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
-    first.finish_run(run, &RunOutcome::Complete, &[]).unwrap();
+    first
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::default(),
+            &ResolveGuard::default(),
+            &everything,
+        )
+        .unwrap();
     let again = second
         .begin_run("prod", RunTrigger::Manual, &scope(&[]))
         .unwrap();
     second
-        .finish_run(again, &RunOutcome::Cancelled, &[])
+        .finish_run(
+            again,
+            &RunOutcome::Cancelled,
+            &Coverage::default(),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
 }
 
@@ -88,7 +110,13 @@ fn a_run_whose_store_is_gone_is_interrupted_not_left_running() {
         RunStatus::Interrupted
     );
     survivor
-        .finish_run(next, &RunOutcome::Complete, &[])
+        .finish_run(
+            next,
+            &RunOutcome::Complete,
+            &Coverage::default(),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
 }
 
@@ -118,7 +146,15 @@ fn racing_begin_runs_on_one_connection_let_exactly_one_through() {
             match result {
                 Ok(run) => {
                     winners += 1;
-                    store.finish_run(run, &RunOutcome::Cancelled, &[]).unwrap();
+                    store
+                        .finish_run(
+                            run,
+                            &RunOutcome::Cancelled,
+                            &Coverage::default(),
+                            &ResolveGuard::default(),
+                            &everything,
+                        )
+                        .unwrap();
                 }
                 Err(Error::AlreadyRunning { .. }) => {}
                 Err(other) => panic!("unexpected error: {other:?}"),
@@ -164,7 +200,13 @@ fn concurrent_writers_and_readers_on_one_file_never_see_busy() {
                     } else {
                         RunOutcome::Complete
                     };
-                    store.finish_run(run, &outcome, &strings(&[&registry]))?;
+                    store.finish_run(
+                        run,
+                        &outcome,
+                        &Coverage::complete(&[&registry]),
+                        &ResolveGuard::default(),
+                        &everything,
+                    )?;
                 }
                 Ok(written)
             })

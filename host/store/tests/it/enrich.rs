@@ -8,11 +8,11 @@ use keelson_core::{FixStatus, ImageContext, Severity};
 use keelson_enrich::feeds::{self, Feed};
 use keelson_enrich::{Application, Environment, Policy, SuppressionKind, Thresholds};
 use keelson_store::{
-    EnrichScope, IssueFilter, IssueId, IssueStatus, RuleScope, RunOutcome, RunTrigger, SlaState,
-    Store,
+    Coverage, EnrichScope, IssueFilter, IssueId, IssueStatus, ResolveGuard, RuleScope, RunOutcome,
+    RunTrigger, SlaState, Store,
 };
 
-use crate::{TOOL, all_issues, finding, scan, store_with};
+use crate::{TOOL, all_issues, everything, finding, scan, store_with};
 
 const PROD: &str = "prod.azurecr.io";
 const DEV: &str = "dev.azurecr.io";
@@ -546,7 +546,13 @@ fn connector_context_feeds_the_not_in_use_rule() {
         .unwrap();
     assert_eq!(saved, 1);
     store
-        .finish_run(run, &RunOutcome::Complete, &[PROD.to_owned()])
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::complete(&[PROD]),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
     store
         .enrich(&policy(), &EnrichScope::Connection("prod".into()), "scan")

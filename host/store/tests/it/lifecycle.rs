@@ -3,11 +3,14 @@
 
 use keelson_core::{Image, ImageRef, Registry, Repository, Severity};
 use keelson_store::{
-    Error, IngestCounts, InventoryItem, IssueFilter, IssueStatus, RunOutcome, RunStatus,
-    RunTrigger, Store,
+    Coverage, Error, IngestCounts, InventoryItem, IssueFilter, IssueStatus, RegistryCoverage,
+    ResolveGuard, RunOutcome, RunStatus, RunTrigger, Store,
 };
 
-use crate::{TOOL, all_issues, finding, scan, scope, store_with, strings};
+use crate::{
+    TOOL, accept_drop, all_issues, everything, finding, scan, scan_accepting, scan_with, scope,
+    store_with, strings,
+};
 
 const R1: &str = "one.azurecr.io";
 const R2: &str = "two.azurecr.io";
@@ -102,28 +105,47 @@ fn new_then_seen_then_resolved_by_a_complete_run_then_reopened() {
 }
 
 #[test]
-fn partial_failed_and_cancelled_runs_resolve_nothing() {
+fn failed_and_cancelled_runs_resolve_nothing_and_partial_ones_nothing_they_did_not_read() {
     let mut store = store_with(&["prod"]);
     let a = finding(R1, "app", "sha256:a", "CVE-1", "openssl");
     scan(&mut store, "prod", &[a], &RunOutcome::Complete, &[R1]);
     let new = finding(R1, "app", "sha256:b", "CVE-9", "glibc");
-    for outcome in [
-        RunOutcome::Partial {
-            reason: "registry `one.azurecr.io` answered 429 too often".into(),
-        },
-        RunOutcome::Failed {
-            reason: "plugin trapped".into(),
-        },
-        RunOutcome::Cancelled,
+    let throttled = Coverage {
+        registries: vec![RegistryCoverage::uncovered(
+            R1,
+            "registry `one.azurecr.io` answered 429 too often",
+        )],
+        ..Coverage::default()
+    };
+    let findings_cut_short = Coverage {
+        findings: Some("Resource Graph answered `data: null`".into()),
+        ..Coverage::complete(&[R1])
+    };
+    let partial = RunOutcome::Partial {
+        reason: "not everything was read".into(),
+    };
+    for (outcome, coverage) in [
+        (partial.clone(), throttled),
+        (partial, findings_cut_short),
+        // Even with everything reported as read, these two never resolve.
+        (
+            RunOutcome::Failed {
+                reason: "plugin trapped".into(),
+            },
+            Coverage::complete(&[R1]),
+        ),
+        (RunOutcome::Cancelled, Coverage::complete(&[R1])),
     ] {
-        let (_, _, info) = scan(
+        let (_, _, info) = scan_with(
             &mut store,
             "prod",
             std::slice::from_ref(&new),
             &outcome,
-            &[R1],
+            &coverage,
+            &accept_drop(),
         );
         assert_eq!(info.findings_resolved, 0, "{outcome:?}");
+        assert_eq!(info.coverage.as_ref(), Some(&coverage), "{outcome:?}");
         assert_eq!(status_of(&store, "CVE-1"), IssueStatus::Open, "{outcome:?}");
     }
     // They still add and update.
@@ -146,7 +168,7 @@ fn a_complete_run_resolves_only_inside_the_registries_it_covered() {
         &[R1, R2],
     );
     // R2 could not be read (403): the run is complete for R1 only.
-    let (_, _, info) = scan(&mut store, "prod", &[], &RunOutcome::Complete, &[R1]);
+    let (_, _, info) = scan_accepting(&mut store, "prod", &[], &RunOutcome::Complete, &[R1]);
     assert_eq!(info.findings_resolved, 1);
     assert_eq!(info.covered_registries, Some(strings(&[R1])));
     assert_eq!(status_of(&store, "CVE-1"), IssueStatus::Resolved);
@@ -163,7 +185,7 @@ fn another_connections_findings_are_never_resolved() {
         &RunOutcome::Complete,
         &[R1],
     );
-    let (_, _, info) = scan(&mut store, "prod", &[], &RunOutcome::Complete, &[R1]);
+    let (_, _, info) = scan_accepting(&mut store, "prod", &[], &RunOutcome::Complete, &[R1]);
     assert_eq!(info.findings_resolved, 0);
     assert_eq!(status_of(&store, "CVE-1"), IssueStatus::Open);
 }
@@ -201,7 +223,7 @@ fn suppressed_findings_are_never_resolved_or_reopened_by_a_scan() {
     assert_eq!(status_of(&store, "CVE-1"), IssueStatus::Suppressed);
 
     // Not reported by a complete run: still suppressed, not resolved.
-    scan(&mut store, "prod", &[], &RunOutcome::Complete, &[R1]);
+    scan_accepting(&mut store, "prod", &[], &RunOutcome::Complete, &[R1]);
     assert_eq!(status_of(&store, "CVE-1"), IssueStatus::Suppressed);
     assert_eq!(status_of(&store, "CVE-2"), IssueStatus::Resolved);
 
@@ -270,7 +292,15 @@ fn an_expired_suppression_is_lifted_when_a_run_begins() {
         .begin_run("prod", RunTrigger::Schedule, &scope(&[]))
         .unwrap();
     assert_eq!(status_of(&store, "CVE-1"), IssueStatus::Open);
-    store.finish_run(run, &RunOutcome::Cancelled, &[]).unwrap();
+    store
+        .finish_run(
+            run,
+            &RunOutcome::Cancelled,
+            &Coverage::default(),
+            &ResolveGuard::default(),
+            &everything,
+        )
+        .unwrap();
     let detail = store.issue(id).unwrap().unwrap();
     assert!(
         detail
@@ -373,7 +403,7 @@ fn a_new_digest_is_a_new_finding_of_the_same_issue() {
 }
 
 #[test]
-fn inventory_is_recorded_and_marked_removed_only_by_a_complete_run() {
+fn inventory_is_recorded_and_marked_removed_only_where_a_run_read_it_completely() {
     let mut store = store_with(&["prod"]);
     let image = |digest: &str, tags: &[&str]| {
         InventoryItem::Image(Image {
@@ -423,13 +453,20 @@ fn inventory_is_recorded_and_marked_removed_only_by_a_complete_run() {
         .ingest_findings(run, TOOL, &[finding(R1, "app", "sha256:a", "CVE-1", "x")])
         .unwrap();
     let info = store
-        .finish_run(run, &RunOutcome::Complete, &strings(&[R1]))
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::complete(&[R1]),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
     assert_eq!(info.images_seen, 2);
     let rows = all_issues(&store);
     assert_eq!(rows[0].images[0].tags, strings(&["v1"]));
 
-    // A partial run that sees only image b: image a is not marked removed.
+    // A partial run that sees only image b of a registry it could not read to the end: image a
+    // is not marked removed.
     let run = store
         .begin_run("prod", RunTrigger::Manual, &scope(&[R1]))
         .unwrap();
@@ -442,7 +479,12 @@ fn inventory_is_recorded_and_marked_removed_only_by_a_complete_run() {
             &RunOutcome::Partial {
                 reason: "throttled".into(),
             },
-            &strings(&[R1]),
+            &Coverage {
+                registries: vec![RegistryCoverage::uncovered(R1, "throttled")],
+                ..Coverage::default()
+            },
+            &accept_drop(),
+            &everything,
         )
         .unwrap();
     let detail = store.issue(rows[0].id).unwrap().unwrap();
@@ -456,7 +498,13 @@ fn inventory_is_recorded_and_marked_removed_only_by_a_complete_run() {
         .ingest_inventory(run, &[registry, repository, image("sha256:b", &[])])
         .unwrap();
     store
-        .finish_run(run, &RunOutcome::Complete, &strings(&[R1]))
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::complete(&[R1]),
+            &accept_drop(),
+            &everything,
+        )
         .unwrap();
     let detail = store.issue(rows[0].id).unwrap().unwrap();
     assert!(detail.findings[0].image_removed);
@@ -474,7 +522,13 @@ fn runs_take_no_data_after_they_finish_and_coverage_stays_inside_the_scope() {
         .begin_run("prod", RunTrigger::Api, &scope(&[R1]))
         .unwrap();
     let err = store
-        .finish_run(run, &RunOutcome::Complete, &strings(&[R1, R2]))
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::complete(&[R1, R2]),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap_err();
     assert!(
         matches!(&err, Error::CoverageOutsideScope { registry, .. } if registry == R2),
@@ -484,19 +538,40 @@ fn runs_take_no_data_after_they_finish_and_coverage_stays_inside_the_scope() {
         err.to_string(),
         format!("registry `{R2}` is outside the scope requested for scan run {run}")
     );
+    // A registry outside the scope that was not read is no claim about it.
     store
-        .finish_run(run, &RunOutcome::Complete, &strings(&[R1]))
+        .finish_run(
+            run,
+            &RunOutcome::Partial {
+                reason: "R2 is not ours".into(),
+            },
+            &Coverage {
+                registries: vec![
+                    RegistryCoverage::covered(R1),
+                    RegistryCoverage::uncovered(R2, "outside the scope"),
+                ],
+                ..Coverage::default()
+            },
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
     let late = store.ingest_findings(run, TOOL, &[finding(R1, "app", "sha256:a", "CVE-1", "x")]);
     assert!(matches!(
         late,
         Err(Error::RunNotRunning {
-            status: RunStatus::Complete,
+            status: RunStatus::Partial,
             ..
         })
     ));
     assert!(matches!(
-        store.finish_run(run, &RunOutcome::Complete, &[]),
+        store.finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::default(),
+            &ResolveGuard::default(),
+            &everything
+        ),
         Err(Error::RunNotRunning { .. })
     ));
     assert!(matches!(

@@ -2,8 +2,10 @@
 //! model (T32), schema versions (T33), secrets at rest (T38) and crash safety (T29).
 
 mod concurrency;
+mod coverage;
 mod crash;
 mod enrich;
+mod held;
 mod lifecycle;
 mod model;
 mod queue;
@@ -13,7 +15,8 @@ mod secrets;
 
 use keelson_core::{Exploitability, Finding, FixStatus, ImageRef, Package, ScanScope, Severity};
 use keelson_store::{
-    ConnectionSpec, IssueFilter, IssueRow, Keyring, MasterKey, RunId, RunOutcome, RunTrigger, Store,
+    ConnectionSpec, Coverage, IssueFilter, IssueRow, Keyring, MasterKey, ResolveGuard, RunId,
+    RunOutcome, RunTrigger, Store,
 };
 
 pub(crate) const TOOL: &str = "Azure Container Registry";
@@ -86,7 +89,21 @@ pub(crate) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// Runs one whole scan of `connection`: begin, one page of findings, finish.
+/// Every repository is selected.
+pub(crate) fn everything(_: &str, _: &str) -> bool {
+    true
+}
+
+/// The default guard, pre-approved: for runs that deliberately resolve most of what is open.
+pub(crate) fn accept_drop() -> ResolveGuard {
+    ResolveGuard {
+        accept_drop: true,
+        ..ResolveGuard::default()
+    }
+}
+
+/// Runs one whole scan of `connection`: begin, one page of findings, finish with `covered` read
+/// completely (and the findings listing complete) under the default guard.
 pub(crate) fn scan(
     store: &mut Store,
     connection: &str,
@@ -94,11 +111,50 @@ pub(crate) fn scan(
     outcome: &RunOutcome,
     covered: &[&str],
 ) -> (RunId, keelson_store::IngestCounts, keelson_store::RunInfo) {
+    scan_with(
+        store,
+        connection,
+        findings,
+        outcome,
+        &Coverage::complete(covered),
+        &ResolveGuard::default(),
+    )
+}
+
+/// [`scan`] pre-approved with [`accept_drop`].
+pub(crate) fn scan_accepting(
+    store: &mut Store,
+    connection: &str,
+    findings: &[Finding],
+    outcome: &RunOutcome,
+    covered: &[&str],
+) -> (RunId, keelson_store::IngestCounts, keelson_store::RunInfo) {
+    scan_with(
+        store,
+        connection,
+        findings,
+        outcome,
+        &Coverage::complete(covered),
+        &accept_drop(),
+    )
+}
+
+/// Runs one whole scan of `connection` with a given coverage and guard, every repository selected.
+pub(crate) fn scan_with(
+    store: &mut Store,
+    connection: &str,
+    findings: &[Finding],
+    outcome: &RunOutcome,
+    coverage: &Coverage,
+    guard: &ResolveGuard,
+) -> (RunId, keelson_store::IngestCounts, keelson_store::RunInfo) {
     let run = store
         .begin_run(connection, RunTrigger::Manual, &ScanScope::default())
         .unwrap();
     let counts = store.ingest_findings(run, TOOL, findings).unwrap();
-    let info = store.finish_run(run, outcome, &strings(covered)).unwrap();
+    let info = store
+        .finish_run(run, outcome, coverage, guard, &everything)
+        .unwrap();
     (run, counts, info)
 }
 

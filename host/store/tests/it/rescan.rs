@@ -2,10 +2,10 @@
 //! however many findings were read from it.
 
 use keelson_core::ScanScope;
-use keelson_store::{IngestCounts, RunOutcome, RunTrigger, Store};
+use keelson_store::{Coverage, IngestCounts, ResolveGuard, RunOutcome, RunTrigger, Store};
 use rusqlite::Connection;
 
-use crate::{TOOL, add_connections, finding, scan, strings};
+use crate::{TOOL, add_connections, everything, finding, scan};
 
 const R1: &str = "one.azurecr.io";
 
@@ -72,7 +72,13 @@ fn an_unchanged_rescan_writes_no_finding_or_image_row_and_still_resolves_what_it
         store.ingest_findings(run, TOOL, page).unwrap();
     }
     let first = store
-        .finish_run(run, &RunOutcome::Complete, &strings(&[R1]))
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::complete(&[R1]),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
     assert_eq!(finding_writes(&db), 300);
     // Timestamps have millisecond resolution: the rescan must finish visibly later.
@@ -88,7 +94,13 @@ fn an_unchanged_rescan_writes_no_finding_or_image_row_and_still_resolves_what_it
         counts += store.ingest_findings(run, TOOL, page).unwrap();
     }
     let info = store
-        .finish_run(run, &RunOutcome::Complete, &strings(&[R1]))
+        .finish_run(
+            run,
+            &RunOutcome::Complete,
+            &Coverage::complete(&[R1]),
+            &ResolveGuard::default(),
+            &everything,
+        )
         .unwrap();
     assert_eq!(counts.seen, 300);
     assert_eq!(info.findings_resolved, 0);

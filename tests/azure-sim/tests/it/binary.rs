@@ -88,3 +88,97 @@ fn binary_prints_config_ground_truth_and_the_ready_line() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("export KEELSON_SIM_CLIENT_SECRET="));
 }
+
+#[tokio::test]
+async fn binary_starts_with_the_anomalies_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let expected = dir.path().join("expected.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_azure-sim"))
+        .args([
+            "--scenario",
+            "demo",
+            "--anomaly",
+            "one-registry-forbidden",
+            "--anomaly",
+            "arg-null-data",
+            "--anomaly",
+            "arg-null-data",
+        ])
+        .arg("--ca-out")
+        .arg(&ca)
+        .arg("--expected")
+        .arg(&expected)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let port = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "binary exited early"
+        );
+        if let Some(p) = line.trim().strip_prefix("# azure-sim ready port=") {
+            break p.parse::<u16>().unwrap();
+        }
+    };
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&expected).unwrap()).unwrap();
+    let anomaly = &truth["anomaly"];
+    assert_eq!(
+        anomaly["active"],
+        serde_json::json!(["arg-null-data", "one-registry-forbidden"]),
+        "given twice, on once"
+    );
+    assert_eq!(anomaly["target_registry"], "contosodev");
+    assert_eq!(anomaly["uncovered_registries"][0]["reason"], "forbidden");
+
+    // The running server has them on too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(&ca).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .no_proxy()
+        .resolve(
+            "management.sim.localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .build()
+        .unwrap();
+    let faults = http
+        .get(format!(
+            "https://management.sim.localhost:{port}/_sim/faults"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let faults: serde_json::Value = serde_json::from_str(&faults).unwrap();
+    assert_eq!(faults["anomalies"], anomaly["active"]);
+
+    assert!(
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn binary_refuses_an_unknown_anomaly_and_names_the_known_ones() {
+    let out = Command::new(env!("CARGO_BIN_EXE_azure-sim"))
+        .args(["--anomaly", "arg-nul-data"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown anomaly `arg-nul-data`"), "{err}");
+    assert!(err.contains("arg-null-data, arg-empty-after-full"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! compares status codes, headers and bodies with the real Azure samples in `tests/samples`.
 
 mod acr;
+mod anomalies;
 mod arg;
 mod arm;
 mod binary;
