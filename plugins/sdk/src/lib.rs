@@ -11,6 +11,8 @@
 //! - [`http`]: a small client over the host's `host-http` import, with JSON and form helpers.
 //! - [`pager`]: opaque cursors, so paging state travels with the host, not in memory, and
 //!   [`pager::offset_page`] for listings read whole.
+//! - [`skipped`]: rows the connector could not use, counted and reported as a listing that
+//!   ends incomplete (never dropped silently).
 //! - Short constructors for the records a connector builds most: [`Registry::new`],
 //!   [`Repository::new`], [`ImageRef::new`], [`Image::new`].
 //! - [`SettingSpec`], [`ConnectorError`] and the other records of the contract
@@ -36,6 +38,7 @@ pub mod log;
 pub mod pager;
 mod records;
 mod settings;
+pub mod skipped;
 
 pub use settings::Settings;
 
