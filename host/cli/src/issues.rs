@@ -172,12 +172,13 @@ fn warn(line: &str) {
     eprintln!("{line}");
 }
 
-/// Whether the connection's last run read everything, so its part of the queue is current.
+/// Whether the connection's last run read everything, so its part of the queue is current (as
+/// the API's `current` says: a run still scanning is not).
 fn is_current(state: &ConnectionState) -> bool {
     state
         .last_run
         .as_ref()
-        .is_some_and(|r| matches!(r.status, RunStatus::Complete | RunStatus::Running))
+        .is_some_and(|r| r.status == RunStatus::Complete)
 }
 
 /// One line per connection under the queue: how current its part of the queue is. A connection
@@ -194,7 +195,8 @@ pub(crate) fn data_line(state: &ConnectionState) -> String {
         );
     };
     let detail = match run.status {
-        RunStatus::Complete | RunStatus::Running => String::new(),
+        RunStatus::Complete => String::new(),
+        RunStatus::Running => " — scanning now; this is the data of the runs before it".to_owned(),
         RunStatus::Partial => format!(
             " — not everything was read, what was not stays as it was: {}",
             run.coverage.as_deref().unwrap_or("see `keelson runs`")
@@ -547,6 +549,42 @@ fn write_why(out: &mut impl std::io::Write, i: &IssueRow) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(status: Option<RunStatus>) -> ConnectionState {
+        ConnectionState {
+            connection: "prod".into(),
+            last_run: status.map(|status| keelson_store::RunBrief {
+                id: keelson_store::RunId(4),
+                status,
+                started_at: "2026-01-02T00:00:00.000Z".into(),
+                finished_at: None,
+                error: Some("403 AuthorizationFailed".into()),
+                coverage: None,
+            }),
+            data_as_of: Some("2026-01-01T00:00:00.000Z".into()),
+        }
+    }
+
+    #[test]
+    fn only_a_complete_last_run_makes_a_connection_current() {
+        assert!(is_current(&state(Some(RunStatus::Complete))));
+        for status in [
+            None,
+            Some(RunStatus::Running),
+            Some(RunStatus::Partial),
+            Some(RunStatus::Held),
+            Some(RunStatus::Failed),
+        ] {
+            assert!(!is_current(&state(status)), "{status:?}");
+        }
+        assert!(data_line(&state(None)).contains("never scanned"));
+        assert!(data_line(&state(Some(RunStatus::Running))).contains("scanning now"));
+        let failed = data_line(&state(Some(RunStatus::Failed)));
+        assert!(
+            failed.contains("out of date") && failed.contains("403"),
+            "{failed}"
+        );
+    }
 
     #[test]
     fn csv_has_a_header_and_one_line_per_issue() {

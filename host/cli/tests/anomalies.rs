@@ -157,7 +157,6 @@ async fn a_held_run_cannot_be_accepted_after_a_newer_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the ACR connector refuses this answer instead of reading it as rows (open work)"]
 async fn null_data_from_resource_graph_is_an_error_not_an_empty_tenant() {
     let r = rescan_with(Anomaly::ArgNullData).await;
     r.holds_to_the_ground_truth();
@@ -173,7 +172,6 @@ async fn html_with_status_200_from_resource_graph_resolves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the ACR connector refuses this answer instead of reading it as rows (open work)"]
 async fn rows_without_a_status_make_the_findings_incomplete_and_keep_the_rest() {
     let r = rescan_with(Anomaly::ArgMissingStatus).await;
     r.holds_to_the_ground_truth();
@@ -182,7 +180,6 @@ async fn rows_without_a_status_make_the_findings_incomplete_and_keep_the_rest() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the ACR connector refuses this answer instead of reading it as rows (open work)"]
 async fn counts_that_contradict_the_rows_resolve_nothing() {
     let r = rescan_with(Anomaly::TotalsMismatch).await;
     r.holds_to_the_ground_truth();

@@ -144,6 +144,55 @@ pub(crate) struct GraphPage {
     /// Each row as Resource Graph wrote it: the source a finding's `raw` carries.
     pub(crate) rows: Vec<Box<str>>,
     pub(crate) skip_token: Option<String>,
+    /// The rows the page says it holds (`count`).
+    pub(crate) count: Option<u64>,
+    /// The rows the whole query has (`totalRecords`).
+    pub(crate) total_records: Option<u64>,
+}
+
+/// What a page's counts say against its rows: problems that leave the listing incomplete.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct CountCheck {
+    /// `(problem, detail)`, for [`keelson_plugin_sdk::skipped::Skipped::problem`].
+    pub(crate) problems: Vec<(&'static str, String)>,
+    /// More rows than `totalRecords` promised: the listing must not follow the page's
+    /// `$skipToken` (a pager serving rows again under new tokens would never end).
+    pub(crate) stop: bool,
+}
+
+impl GraphPage {
+    /// Checks `count` against the page's rows and `totalRecords` against the rows read so far
+    /// (`rows_before`, on the listing's earlier pages, plus these): never more, and on the
+    /// last page exactly as many. An absent count is not checked.
+    pub(crate) fn check_counts(&self, dataset: DataSet, rows_before: u64) -> CountCheck {
+        let rows = self.rows.len() as u64;
+        let so_far = rows_before + rows;
+        let name = dataset.name();
+        let mut check = CountCheck::default();
+        if let Some(count) = self.count.filter(|c| *c != rows) {
+            check.problems.push((
+                "a Resource Graph page's `count` contradicted its rows",
+                format!("`{name}`: `count` {count}, {rows} rows in `data`"),
+            ));
+        }
+        match self.total_records {
+            Some(total) if so_far > total => {
+                check.problems.push((
+                    "Resource Graph sent more rows than its `totalRecords`",
+                    format!("`{name}`: {so_far} rows read, `totalRecords` {total}"),
+                ));
+                check.stop = true;
+            }
+            Some(total) if self.skip_token.is_none() && so_far < total => {
+                check.problems.push((
+                    "Resource Graph ended with fewer rows than its `totalRecords`",
+                    format!("`{name}`: {so_far} rows read, `totalRecords` {total}"),
+                ));
+            }
+            _ => {}
+        }
+        check
+    }
 }
 
 /// Parses a Resource Graph answer (object-array or table format). The rows are not parsed
@@ -161,10 +210,12 @@ pub(crate) fn parse_graph_page(
     // Only the envelope is read case-insensitively; rows stay as sent (they are the raw data).
     let mut take = |name: &str| {
         let key = top.keys().find(|k| k.eq_ignore_ascii_case(name))?.clone();
-        top.remove(&key).filter(|v| v.get() != "null")
+        top.remove(&key)
     };
-    let parsed =
-        |raw: Option<Box<RawValue>>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let parsed = |raw: Option<Box<RawValue>>| {
+        raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+            .filter(|v| !v.is_null())
+    };
     let skip_token = parsed(take("$skipToken")).as_ref().and_then(as_text);
     let truncated = parsed(take("resultTruncated")).is_some_and(|v| {
         v.as_bool() == Some(true) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
@@ -175,8 +226,20 @@ pub(crate) fn parse_graph_page(
         }
         .into());
     }
+    let mut counted = |field: &str| match parsed(take(field)) {
+        None => Ok(None),
+        Some(value) => lenient::unsigned(&value, &[])
+            .map(Some)
+            .ok_or_else(|| malformed(response, &format!("`{field}` is `{value}`, not a count"))),
+    };
+    let count = counted("count")?;
+    let total_records = counted("totalRecords")?;
+    // A 200 without rows where rows belong is an outage, never an empty tenant.
     let rows = match take("data") {
-        None => Vec::new(),
+        None => return Err(malformed(response, "`data` is missing")),
+        Some(data) if data.get() == "null" => {
+            return Err(malformed(response, "`data` is null"));
+        }
         Some(data) if data.get().starts_with('[') => {
             serde_json::from_str::<Vec<Box<RawValue>>>(data.get())
                 .map_err(|_| malformed(response, "`data` is a malformed list"))?
@@ -193,7 +256,12 @@ pub(crate) fn parse_graph_page(
             _ => return Err(malformed(response, "`data` is neither a list nor a table")),
         },
     };
-    Ok(GraphPage { rows, skip_token })
+    Ok(GraphPage {
+        rows,
+        skip_token,
+        count,
+        total_records,
+    })
 }
 
 /// Rows of the `table` result format as objects.
@@ -351,28 +419,77 @@ pub(crate) struct ImageLocation {
     pub(crate) digest: Option<String>,
 }
 
+impl ImageLocation {
+    /// What the row lacks to name an image, as an [`Unusable`] reason; `None` when it names
+    /// one (a digest, a registry and a repository, each perhaps only in a lossy form).
+    pub(crate) fn missing(&self) -> Option<&'static str> {
+        if self.digest.is_none() {
+            Some("named no image digest")
+        } else if self.registry_host.is_none() && self.registry_id.is_none() {
+            Some("named no registry")
+        } else if self.repository.is_none() && self.repository_hint.is_none() {
+            Some("named no repository")
+        } else {
+            None
+        }
+    }
+}
+
 /// The findings of one open row, before their image is resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RowFindings {
+    /// The row's `id`.
+    pub(crate) id: String,
     pub(crate) location: ImageLocation,
     pub(crate) facts: ImageFacts,
     /// Findings whose `image` and `raw` are still empty.
     pub(crate) findings: Vec<Finding>,
 }
 
-/// Parses one row (its JSON text); `None` when it is not an open (`Unhealthy`) finding.
-pub(crate) fn parse_row(dataset: DataSet, row: &str) -> Option<RowFindings> {
-    let n = lenient::normalize(serde_json::from_str(row).ok()?);
-    let open = text(&n, &["properties", "status", "code"])
-        .is_some_and(|c| c.eq_ignore_ascii_case("unhealthy"));
-    if !open {
-        return None;
+/// A row that could not be read as a finding or as a healthy resource: it may hold findings,
+/// so it is counted, and the listing ends incomplete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unusable {
+    /// Why, after the rows' name: ``lacked `properties.status.code` ``.
+    pub(crate) reason: &'static str,
+    /// The row's `id` (else its `name`), to find it.
+    pub(crate) example: String,
+}
+
+/// Parses one row (its JSON text): `Ok(None)` when it is not an open finding (`Healthy`,
+/// `NotApplicable`).
+pub(crate) fn parse_row(dataset: DataSet, row: &str) -> Result<Option<RowFindings>, Unusable> {
+    let unusable = |reason, example: &str| Unusable {
+        reason,
+        example: example.to_owned(),
+    };
+    let n = match serde_json::from_str::<Value>(row) {
+        Ok(value @ Value::Object(_)) => lenient::normalize(value),
+        _ => return Err(unusable("were not JSON objects", row)),
+    };
+    let Some(id) = text(&n, &["id"]) else {
+        let name = text(&n, &["name"]).unwrap_or_else(|| "(no `name` either)".into());
+        return Err(unusable("lacked `id`", &name));
+    };
+    let Some(code) = text(&n, &["properties", "status", "code"]) else {
+        return Err(unusable("lacked `properties.status.code`", &id));
+    };
+    if code.eq_ignore_ascii_case("healthy") || code.eq_ignore_ascii_case("notapplicable") {
+        return Ok(None);
     }
-    Some(match dataset {
+    if !code.eq_ignore_ascii_case("unhealthy") {
+        return Err(unusable(
+            "had a `properties.status.code` other than Healthy, Unhealthy or NotApplicable",
+            &format!("{id} ({code})"),
+        ));
+    }
+    let mut found = match dataset {
         DataSet::Individual => individual(&n),
         DataSet::Mdvm => mdvm(&n),
         DataSet::Qualys => qualys(&n),
-    })
+    };
+    found.id = id;
+    Ok(Some(found))
 }
 
 fn individual(n: &Value) -> RowFindings {
@@ -471,6 +588,7 @@ fn individual(n: &Value) -> RowFindings {
         cves.iter().map(finding_for).collect()
     };
     RowFindings {
+        id: String::new(),
         location,
         facts,
         findings,
@@ -560,6 +678,7 @@ fn mdvm(n: &Value) -> RowFindings {
         raw: String::new(),
     };
     RowFindings {
+        id: String::new(),
         location,
         facts,
         findings: vec![finding],
@@ -639,6 +758,7 @@ fn qualys(n: &Value) -> RowFindings {
         .collect();
     // Qualys names no package, so `patchable` has no record to go in; it stays in `raw`.
     RowFindings {
+        id: String::new(),
         location,
         facts,
         findings,
@@ -781,6 +901,11 @@ mod tests {
 
     use super::*;
     use crate::testdata;
+
+    /// A row that must be usable: its findings, or `None` when it is not open.
+    fn open_row(dataset: DataSet, row: &str) -> Option<RowFindings> {
+        parse_row(dataset, row).unwrap_or_else(|u| panic!("unusable row: {u:?}"))
+    }
 
     fn ids(findings: &[Finding]) -> Vec<&str> {
         findings
@@ -934,6 +1059,77 @@ mod tests {
         assert!(empty.rows.is_empty());
     }
 
+    #[test]
+    fn a_graph_page_without_data_is_malformed_naming_the_field() {
+        for (body, detail) in [
+            (
+                json!({"totalRecords": 0, "count": 0, "data": null}),
+                "`data` is null",
+            ),
+            (json!({"totalRecords": 0, "count": 0}), "`data` is missing"),
+            (json!({"count": "many", "data": []}), "`count`"),
+            (json!({"totalRecords": [], "data": []}), "`totalRecords`"),
+        ] {
+            let err = parse_graph_page(&response(200, &body), DataSet::Mdvm).unwrap_err();
+            assert_eq!(err.kind(), "unavailable", "{body}");
+            assert!(err.message().unwrap().contains(detail), "{body}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn counts_that_contradict_the_rows_are_problems() {
+        let page = |body: Value| parse_graph_page(&response(200, &body), DataSet::Mdvm).unwrap();
+        let two = json!([{"id": "a"}, {"id": "b"}]);
+
+        let honest = page(json!({"totalRecords": 5, "count": 2, "data": two, "$skipToken": "t"}));
+        assert_eq!(honest.check_counts(DataSet::Mdvm, 0), CountCheck::default());
+        let last = page(json!({"totalRecords": 5, "count": 2, "data": two}));
+        assert_eq!(last.check_counts(DataSet::Mdvm, 3), CountCheck::default());
+
+        let lying_count = page(json!({"totalRecords": 2, "count": 3, "data": two}));
+        let check = lying_count.check_counts(DataSet::Mdvm, 0);
+        assert!(!check.stop);
+        assert_eq!(check.problems.len(), 1, "{check:?}");
+        assert!(
+            check.problems[0].1.contains("`count` 3, 2 rows"),
+            "{check:?}"
+        );
+
+        let beyond = page(json!({"totalRecords": 3, "count": 2, "data": two, "$skipToken": "t"}));
+        let check = beyond.check_counts(DataSet::Mdvm, 2);
+        assert!(check.stop, "more rows than promised stops the listing");
+        assert!(check.problems[0].0.contains("more rows"), "{check:?}");
+
+        let short = page(json!({"totalRecords": 9, "count": 2, "data": two}));
+        let check = short.check_counts(DataSet::Mdvm, 2);
+        assert!(!check.stop);
+        assert!(check.problems[0].0.contains("fewer rows"), "{check:?}");
+
+        let uncounted = page(json!({"data": two}));
+        assert_eq!(
+            uncounted.check_counts(DataSet::Mdvm, 0),
+            CountCheck::default()
+        );
+    }
+
+    #[test]
+    fn rows_that_cannot_be_read_are_unusable_with_a_reason_and_an_example() {
+        let reason = |row: &str| parse_row(DataSet::Individual, row).unwrap_err();
+        let no_status = reason(r#"{"id": "/sub/x", "properties": {}}"#);
+        assert_eq!(no_status.reason, "lacked `properties.status.code`");
+        assert_eq!(no_status.example, "/sub/x");
+        let no_id = reason(r#"{"name": "n1", "properties": {"status": {"code": "Unhealthy"}}}"#);
+        assert_eq!(
+            (no_id.reason, no_id.example.as_str()),
+            ("lacked `id`", "n1")
+        );
+        assert_eq!(reason("[1]").reason, "were not JSON objects");
+        let odd = reason(r#"{"id": "/sub/y", "properties": {"status": {"code": "Pending"}}}"#);
+        assert!(odd.example.contains("Pending"), "{odd:?}");
+        let healthy = r#"{"id": "/sub/z", "properties": {"status": {"code": "healthy"}}}"#;
+        assert!(parse_row(DataSet::Individual, healthy).unwrap().is_none());
+    }
+
     fn config() -> Config {
         Config::from_settings(&Settings::from_pairs(&[
             ("tenant_id", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
@@ -988,9 +1184,9 @@ mod tests {
         let sample = testdata::sample("defender-mdvm-subassessment-arg-row-azure.json");
         let mut row = sample[0].clone();
         // The published row is exempt; the same row open must give a finding.
-        assert_eq!(parse_row(DataSet::Mdvm, &row.to_string()), None);
+        assert_eq!(open_row(DataSet::Mdvm, &row.to_string()), None);
         row["properties"]["status"]["code"] = json!("Unhealthy");
-        let parsed = parse_row(DataSet::Mdvm, &row.to_string()).unwrap();
+        let parsed = open_row(DataSet::Mdvm, &row.to_string()).unwrap();
         assert_eq!(
             parsed.location.registry_host.as_deref(),
             Some("ptebic.azurecr.io")
@@ -1063,7 +1259,7 @@ mod tests {
         row["properties"]["additionalData"]["vulnerabilityDetails"]["severity"] = json!("Critical");
         row["properties"]["additionalData"]["softwareDetails"]["language"] = json!("*");
         row["properties"]["additionalData"]["softwareDetails"]["category"] = json!("OS");
-        let f = &parse_row(DataSet::Mdvm, &row.to_string()).unwrap().findings[0];
+        let f = &open_row(DataSet::Mdvm, &row.to_string()).unwrap().findings[0];
         assert_eq!(f.severity, Severity::Critical);
         let p = f.package.as_ref().unwrap();
         assert_eq!(
@@ -1079,7 +1275,7 @@ mod tests {
         let parsed: Vec<RowFindings> = page
             .rows
             .iter()
-            .filter_map(|r| parse_row(DataSet::Individual, r))
+            .filter_map(|r| open_row(DataSet::Individual, r))
             .collect();
         assert_eq!(
             parsed.len(),
@@ -1174,7 +1370,7 @@ mod tests {
                 "additionalData": {"softwareName": "zlib", "cvesDetails": [{"cveId": "CVE-2022-37434", "severity": null, "cvss": null, "references": null}], "unknownField": {"x": 1}}
             }
         });
-        let parsed = parse_row(DataSet::Individual, &row.to_string()).unwrap();
+        let parsed = open_row(DataSet::Individual, &row.to_string()).unwrap();
         assert_eq!(parsed.location.registry_host, None);
         assert_eq!(
             parsed.location.registry_id.as_deref(),
@@ -1199,7 +1395,7 @@ mod tests {
         let sample =
             testdata::sample("security-ListSubscriptionSubAssessments-2019-01-01-preview.json");
         let row = &sample["responses"]["200"]["body"]["value"][0];
-        let parsed = parse_row(DataSet::Qualys, &row.to_string()).unwrap();
+        let parsed = open_row(DataSet::Qualys, &row.to_string()).unwrap();
         assert_eq!(parsed.location.repository.as_deref(), Some("myRepo"));
         assert_eq!(
             parsed.location.digest.as_deref(),
@@ -1230,7 +1426,7 @@ mod tests {
 
         let get = testdata::sample("security-GetSubAssessment-2019-01-01-preview.json");
         let row = &get["responses"]["200"]["body"];
-        let parsed = parse_row(DataSet::Qualys, &row.to_string()).unwrap();
+        let parsed = open_row(DataSet::Qualys, &row.to_string()).unwrap();
         assert!(
             parsed.findings[0]
                 .references
@@ -1246,7 +1442,7 @@ mod tests {
         let mut row = sample["responses"]["200"]["body"]["value"][0].clone();
         row["properties"]["additionalData"]["cve"] = json!([{"title": "CVE-1", "link": "https://a"}, {"title": "CVE-2", "link": "https://b"}]);
         row["properties"]["status"]["severity"] = json!("Critical");
-        let parsed = parse_row(DataSet::Qualys, &row.to_string()).unwrap();
+        let parsed = open_row(DataSet::Qualys, &row.to_string()).unwrap();
         assert_eq!(ids(&parsed.findings), ["CVE-1", "CVE-2"]);
         assert!(
             parsed
@@ -1256,13 +1452,13 @@ mod tests {
         );
         row["properties"]["additionalData"]["cve"] = Value::Null;
         assert_eq!(
-            ids(&parse_row(DataSet::Qualys, &row.to_string())
+            ids(&open_row(DataSet::Qualys, &row.to_string())
                 .unwrap()
                 .findings),
             ["QID-1001"]
         );
         row["properties"]["status"]["code"] = json!("Healthy");
-        assert!(parse_row(DataSet::Qualys, &row.to_string()).is_none());
+        assert!(open_row(DataSet::Qualys, &row.to_string()).is_none());
     }
 
     #[test]

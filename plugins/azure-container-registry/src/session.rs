@@ -18,7 +18,8 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use keelson_plugin_sdk::http::{Client, RequestBuilder, Response, encode_component};
-use keelson_plugin_sdk::pager::{Cursor, Trail};
+use keelson_plugin_sdk::pager::{self, Cursor, Trail};
+use keelson_plugin_sdk::skipped::Skipped;
 use keelson_plugin_sdk::{
     Account, ConnectorError, Finding, FindingPage, ImageContext, ImagePage, ImageRef, PageRequest,
     RegistryPage, RepositoryPage, ScanScope, Session, Setting, debug, warn,
@@ -29,7 +30,7 @@ use crate::acr::{self, CATALOG_SCOPE};
 use crate::arm::{self, RegistryInfo, RegistryListPage};
 use crate::auth::{self, Token};
 use crate::config::{Config, FindingsSource, is_guid};
-use crate::defender::{self, DataSet, ImageFacts, ImageLocation};
+use crate::defender::{self, CountCheck, DataSet, ImageFacts, ImageLocation};
 use crate::error::Error;
 use crate::facts::{FactsCache, RepositoryIndex};
 
@@ -109,6 +110,11 @@ struct FindingsSlot {
     /// The findings in scope in order, with their row's index; `None` once served.
     findings: Vec<(u32, Option<Finding>)>,
     skip_token: Option<String>,
+    /// Rows on the page, for the listing's count against `totalRecords`.
+    rows: u64,
+    /// The page's rows that could not be read, and what its counts contradict.
+    skipped: Skipped,
+    check: CountCheck,
 }
 
 impl FindingsSlot {
@@ -175,6 +181,46 @@ struct FindingsCursor {
     token: Option<String>,
     skip: usize,
     trail: Trail,
+    /// Rows on the data set's pages before `token`'s.
+    rows: u64,
+    /// Rows skipped and problems met so far, over every data set: the listing ends with them.
+    skipped: Skipped,
+}
+
+impl FindingsCursor {
+    /// The first page of `dataset`, carrying what earlier data sets skipped.
+    fn start(dataset: DataSet, skipped: Skipped) -> Self {
+        Self {
+            dataset,
+            token: None,
+            skip: 0,
+            trail: Trail::new(),
+            rows: 0,
+            skipped,
+        }
+    }
+}
+
+/// The `next` cursor after an ACR page: the `Link` header's next page, or, when that link is
+/// foreign or repeats, a deferred error, so the page in hand is kept and the listing still ends
+/// incomplete.
+fn follow_link(response: &Response, registry: &str, trail: Trail, what: &str) -> Option<String> {
+    match acr::next_link(response, registry) {
+        Ok(link) => {
+            link.map(|link| trail.follow(link, what, |path, trail| ListCursor { path, trail }))
+        }
+        Err(error) => Some(defer(&error)),
+    }
+}
+
+/// A deferred cursor carrying `error`'s message.
+fn defer(error: &ConnectorError) -> String {
+    pager::deferred(error.message().unwrap_or("the service asked to slow down"))
+}
+
+/// What the findings listing could not use, before any page.
+fn no_skipped_rows() -> Skipped {
+    Skipped::new("findings", "Resource Graph rows")
 }
 
 /// A session with Azure.
@@ -668,7 +714,7 @@ impl AcrSession {
     fn load_findings_page(
         &self,
         dataset: DataSet,
-        token: Option<&str>,
+        (token, rows_before): (Option<&str>, u64),
         top: u32,
         wanted: &BTreeSet<String>,
         range: (usize, usize),
@@ -702,6 +748,7 @@ impl AcrSession {
         }
         let page = defender::parse_graph_page(&response, dataset)?;
         drop(response);
+        let check = page.check_counts(dataset, rows_before);
         let mut slot = FindingsSlot {
             dataset,
             token: token.map(str::to_owned),
@@ -711,16 +758,25 @@ impl AcrSession {
             unserved: Vec::new(),
             findings: Vec::new(),
             skip_token: page.skip_token,
+            rows: page.rows.len() as u64,
+            skipped: no_skipped_rows(),
+            check,
         };
         for row in page.rows {
-            let Some(parsed) = defender::parse_row(dataset, &row) else {
-                continue;
+            let parsed = match defender::parse_row(dataset, &row) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => continue,
+                Err(unusable) => {
+                    slot.skipped.record(unusable.reason, &unusable.example);
+                    continue;
+                }
             };
+            if let Some(reason) = parsed.location.missing() {
+                slot.skipped.record(reason, &parsed.id);
+                continue;
+            }
             let Some(image) = self.resolve(&parsed.location)? else {
-                warn!(
-                    "a `{}` finding names no image (digest, registry or repository missing); skipped",
-                    dataset.name()
-                );
+                slot.skipped.record("named no image", &parsed.id);
                 continue;
             };
             self.images.borrow_mut().fill_known(&image, &parsed.facts);
@@ -748,15 +804,15 @@ impl AcrSession {
         Ok(true)
     }
 
-    fn next_dataset(&self, dataset: DataSet) -> Option<FindingsCursor> {
+    /// The cursor after the last page of `dataset`: the next data set's first page, or the
+    /// end of the listing (a deferred error when rows were skipped).
+    fn after_dataset(&self, dataset: DataSet, skipped: Skipped) -> Option<String> {
         let order = DataSet::for_source(self.config.findings_source);
         let at = order.iter().position(|d| *d == dataset)?;
-        order.get(at + 1).map(|next| FindingsCursor {
-            dataset: *next,
-            token: None,
-            skip: 0,
-            trail: Trail::new(),
-        })
+        match order.get(at + 1) {
+            Some(next) => Some(Cursor::encode(&FindingsCursor::start(*next, skipped))),
+            None => skipped.finish(),
+        }
     }
 
     /// Replaces the secret and any token in an error message; messages are built not to hold
@@ -857,7 +913,7 @@ impl AcrSession {
     }
 
     fn list_registries_inner(&self, page: &PageRequest) -> Result<RegistryPage, ConnectorError> {
-        let (url, skip, mut trail) = if let Some(cursor) = page.state::<RegistryCursor>()? {
+        let (url, skip, trail) = if let Some(cursor) = page.state::<RegistryCursor>()? {
             (cursor.url, cursor.skip, cursor.trail)
         } else {
             let url = arm::registries_url(&self.config);
@@ -874,26 +930,27 @@ impl AcrSession {
             .map(|info| info.registry.clone())
             .collect();
         let next = if end < total {
-            Some(RegistryCursor {
+            Some(Cursor::encode(&RegistryCursor {
                 url,
                 skip: end,
                 trail,
-            })
-        } else if let Some(link) = arm_page.next_link {
-            arm::check_next_link(&self.config, &link)?;
-            trail.visit(&link, "the registry list")?;
-            Some(RegistryCursor {
-                url: link,
-                skip: 0,
-                trail,
-            })
+            }))
         } else {
-            None
+            // A foreign or repeating link ends the listing incomplete; the page in hand is kept.
+            arm_page
+                .next_link
+                .map(|link| match arm::check_next_link(&self.config, &link) {
+                    Ok(()) => {
+                        trail.follow(link, "the registry list", |url, trail| RegistryCursor {
+                            url,
+                            skip: 0,
+                            trail,
+                        })
+                    }
+                    Err(error) => defer(&error),
+                })
         };
-        Ok(RegistryPage {
-            items,
-            next: next.as_ref().map(Cursor::encode),
-        })
+        Ok(RegistryPage { items, next })
     }
 
     fn list_repositories_inner(
@@ -904,7 +961,7 @@ impl AcrSession {
         let registry = acr::check_login_server(registry)?;
         let n = page.limit(acr::MAX_PAGE);
         let what = format!("the catalog of `{registry}`");
-        let (path, mut trail) = if let Some(cursor) = page.state::<ListCursor>()? {
+        let (path, trail) = if let Some(cursor) = page.state::<ListCursor>()? {
             (acr::with_page_size(&cursor.path, n), cursor.trail)
         } else {
             let path = acr::catalog_path(n);
@@ -920,13 +977,7 @@ impl AcrSession {
             .borrow_mut()
             .add(&registry, names.iter().map(String::as_str));
         self.prefetch_metadata_tokens(&registry, &names);
-        let next = match acr::next_link(&response, &registry)? {
-            Some(link) => {
-                trail.visit(&link, &what)?;
-                Some(Cursor::encode(&ListCursor { path: link, trail }))
-            }
-            None => None,
-        };
+        let next = follow_link(&response, &registry, trail, &what);
         Ok(RepositoryPage { items, next })
     }
 
@@ -940,7 +991,7 @@ impl AcrSession {
         acr::check_repository(repository)?;
         let n = page.limit(acr::MAX_PAGE);
         let what = format!("the manifests of `{registry}/{repository}`");
-        let (path, mut trail) = if let Some(cursor) = page.state::<ListCursor>()? {
+        let (path, trail) = if let Some(cursor) = page.state::<ListCursor>()? {
             (acr::with_page_size(&cursor.path, n), cursor.trail)
         } else {
             let path = acr::manifests_path(repository, n);
@@ -966,13 +1017,7 @@ impl AcrSession {
                 index.note_image(&image.image_ref);
             }
         }
-        let next = match acr::next_link(&response, &registry)? {
-            Some(link) => {
-                trail.visit(&link, &what)?;
-                Some(Cursor::encode(&ListCursor { path: link, trail }))
-            }
-            None => None,
-        };
+        let next = follow_link(&response, &registry, trail, &what);
         Ok(ImagePage { items, next })
     }
 
@@ -982,12 +1027,9 @@ impl AcrSession {
         page: &PageRequest,
     ) -> Result<FindingPage, ConnectorError> {
         let order = DataSet::for_source(self.config.findings_source);
-        let mut cursor = page.state::<FindingsCursor>()?.unwrap_or(FindingsCursor {
-            dataset: order[0],
-            token: None,
-            skip: 0,
-            trail: Trail::new(),
-        });
+        let mut cursor = page
+            .state::<FindingsCursor>()?
+            .unwrap_or_else(|| FindingsCursor::start(order[0], no_skipped_rows()));
         if !order.contains(&cursor.dataset) {
             return Err(ConnectorError::Other(format!(
                 "the cursor reads data set `{}`, which `findings_source` `{}` does not include; \
@@ -1006,59 +1048,72 @@ impl AcrSession {
 
         if !self.load_findings_page(
             cursor.dataset,
-            cursor.token.as_deref(),
+            (cursor.token.as_deref(), cursor.rows),
             top,
             &wanted,
             (cursor.skip, max),
         )? {
             return Ok(FindingPage {
                 items: Vec::new(),
-                next: self
-                    .next_dataset(cursor.dataset)
-                    .as_ref()
-                    .map(Cursor::encode),
+                next: self.after_dataset(cursor.dataset, cursor.skipped),
             });
         }
-        let (items, more, skip_token) = {
+        let (items, more, page_end) = {
             let mut held = self.findings_slot.borrow_mut();
             let Some(slot) = held.as_mut() else {
                 return Err(ConnectorError::Other(
                     "the Resource Graph page read is gone".into(),
                 ));
             };
+            if cursor.skip == 0 {
+                // The page's first serving: what it could not use joins the listing's count
+                // (later servings of the page carry it in their cursor already).
+                cursor.skipped.merge(&slot.skipped);
+                for (problem, detail) in &slot.check.problems {
+                    cursor.skipped.problem(problem, detail);
+                }
+            }
             let (start, end) = slot.range(cursor.skip, max);
             let items = slot.serve(start, end);
             cursor.skip = end;
             let more = end < slot.findings.len();
-            let skip_token = if more {
+            let page_end = if more {
                 None
             } else {
                 // Served to the end: nothing of it is needed any more.
-                held.take().and_then(|slot| slot.skip_token)
+                held.take()
+                    .map(|slot| (slot.skip_token, slot.rows, slot.check.stop))
             };
-            (items, more, skip_token)
+            (items, more, page_end)
         };
 
-        let next = if more {
-            Some(cursor)
-        } else if let Some(token) = skip_token {
-            cursor.trail.visit(
-                &token,
-                &format!("Resource Graph (`{}`)", cursor.dataset.name()),
-            )?;
-            Some(FindingsCursor {
-                dataset: cursor.dataset,
-                token: Some(token),
-                skip: 0,
-                trail: cursor.trail,
-            })
-        } else {
-            self.next_dataset(cursor.dataset)
+        let next = match page_end {
+            _ if more => Some(Cursor::encode(&cursor)),
+            // More rows than promised: the listing stops, with what it read.
+            Some((_, _, true)) => cursor.skipped.finish(),
+            Some((Some(token), rows, false)) => {
+                let what = format!("Resource Graph (`{}`)", cursor.dataset.name());
+                if cursor.trail.contains(&token) {
+                    cursor.skipped.problem(
+                        "Resource Graph paged in a loop",
+                        &format!("{what}: a `$skipToken` came back a second time"),
+                    );
+                    cursor.skipped.finish()
+                } else {
+                    cursor.trail.visit(&token, &what)?;
+                    Some(Cursor::encode(&FindingsCursor {
+                        dataset: cursor.dataset,
+                        token: Some(token),
+                        skip: 0,
+                        trail: cursor.trail,
+                        rows: cursor.rows + rows,
+                        skipped: cursor.skipped,
+                    }))
+                }
+            }
+            _ => self.after_dataset(cursor.dataset, cursor.skipped),
         };
-        Ok(FindingPage {
-            items,
-            next: next.as_ref().map(Cursor::encode),
-        })
+        Ok(FindingPage { items, next })
     }
 
     fn describe_images_inner(

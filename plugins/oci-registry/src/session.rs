@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use keelson_plugin_sdk::http::{Client, Response, display_url};
-use keelson_plugin_sdk::pager::{Cursor, Trail};
+use keelson_plugin_sdk::pager::{self, Cursor, Trail};
 use keelson_plugin_sdk::{
     Account, ConnectorError, Finding, FindingPage, Image, ImagePage, PageRequest, Registry,
     RegistryPage, Repository, RepositoryPage, ScanScope, Session, Setting,
@@ -223,21 +223,18 @@ impl OciSession {
         extract: impl Fn(&Response) -> Result<Vec<String>, ConnectorError>,
     ) -> Result<(Vec<String>, Option<String>), ConnectorError> {
         let max = page.limit(MAX_PAGE) as usize;
-        let mut state = match page.state::<LinkCursor>()? {
-            Some(state) => {
-                // A cursor names a path on this registry, never anything else.
-                distribution::link_path(&self.config.base, &state.l).map_err(|_| {
-                    ConnectorError::Other(format!(
-                        "the cursor of {what} does not point at this registry; start the listing again"
-                    ))
-                })?;
-                state
-            }
-            None => LinkCursor {
-                l: first,
-                s: 0,
-                t: Trail::new(),
-            },
+        let mut state = if let Some(state) = page.state::<LinkCursor>()? {
+            // A cursor names a path on this registry, never anything else.
+            distribution::link_path(&self.config.base, &state.l).map_err(|_| {
+                ConnectorError::Other(format!(
+                    "the cursor of {what} does not point at this registry; start the listing again"
+                ))
+            })?;
+            state
+        } else {
+            let mut t = Trail::new();
+            t.visit(&first, what)?;
+            LinkCursor { l: first, s: 0, t }
         };
         let response = self.get(&state.l, scope, "")?;
         let items = extract(&response)?;
@@ -254,23 +251,13 @@ impl OciSession {
             return Ok((out, Some(Cursor::encode(&state))));
         }
         let out = rest.to_vec();
-        let next = match link {
-            None => None,
-            Some(target) => {
-                let path = distribution::link_path(&self.config.base, &target)?;
-                state.t.visit(&state.l, what)?;
-                if state.t.contains(&path) {
-                    return Err(ConnectorError::Unavailable(format!(
-                        "{what} paged in a loop at `{path}`; the listing is incomplete"
-                    )));
-                }
-                Some(Cursor::encode(&LinkCursor {
-                    l: path,
-                    s: 0,
-                    t: state.t,
-                }))
-            }
-        };
+        // A foreign or repeating link ends the listing incomplete; the page in hand is kept.
+        let next = link.map(
+            |target| match distribution::link_path(&self.config.base, &target) {
+                Ok(path) => state.t.follow(path, what, |l, t| LinkCursor { l, s: 0, t }),
+                Err(error) => pager::deferred(error.message().unwrap_or("a bad `Link` header")),
+            },
+        );
         Ok((out, next))
     }
 
@@ -667,6 +654,38 @@ mod tests {
         }
         assert_eq!(names, ["a", "b", "c", "d"]);
         assert_eq!(pages, 3);
+    }
+
+    #[test]
+    fn a_catalog_that_loops_keeps_its_pages_and_ends_unavailable() {
+        let s = session(&[("url", "https://reg.example")], |req| {
+            if req.url.contains("last=a") {
+                // The second page links back to the first.
+                ok(
+                    r#"{"repositories":["b"]}"#,
+                    vec![header("Link", r#"</v2/_catalog?n=100>; rel="next""#)],
+                )
+            } else {
+                ok(
+                    r#"{"repositories":["a"]}"#,
+                    vec![header("Link", r#"</v2/_catalog?last=a&n=100>; rel="next""#)],
+                )
+            }
+        });
+        let request = |cursor| PageRequest {
+            cursor,
+            max_items: 100,
+        };
+        let first = s.list_repositories("reg.example", request(None)).unwrap();
+        let second = s
+            .list_repositories("reg.example", request(first.next))
+            .unwrap();
+        assert_eq!(second.items[0].name, "b", "the page that looped is kept");
+        let err = s
+            .list_repositories("reg.example", request(second.next))
+            .unwrap_err();
+        assert_eq!(err.kind(), "unavailable");
+        assert!(err.message().unwrap().contains("loop"), "{err:?}");
     }
 
     #[test]

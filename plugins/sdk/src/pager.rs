@@ -4,6 +4,10 @@
 //! paging state in the cursor ([`Cursor::encode`] any serde type, [`Cursor::decode`] it on the
 //! next call) so a page can be asked for again and the session holds no hidden position.
 //! [`Trail`] remembers the links already followed, so a service that pages in a loop is caught.
+//!
+//! A listing that cannot go on after the page in hand (a paging loop, rows it could not read)
+//! returns that page with a [`deferred`] cursor instead of failing: the host keeps the page's
+//! items, and the next call answers `unavailable`, so the listing is recorded as incomplete.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -48,10 +52,37 @@ impl PageRequest {
         self.max_items.clamp(1, cap.max(1))
     }
 
-    /// Decodes the cursor, or `None` for the first page.
+    /// Decodes the cursor, or `None` for the first page. A cursor made by [`deferred`] fails
+    /// with its error (`unavailable`), the same on every retry.
     pub fn state<T: DeserializeOwned>(&self) -> Result<Option<T>, ConnectorError> {
+        if let Some(error) = self.deferred_error() {
+            return Err(error);
+        }
         self.cursor.as_deref().map(Cursor::decode).transpose()
     }
+
+    /// The error a cursor made by [`deferred`] carries; `None` for any other cursor.
+    /// [`PageRequest::state`] checks this itself.
+    pub fn deferred_error(&self) -> Option<ConnectorError> {
+        let deferred = Cursor::decode::<Deferred>(self.cursor.as_deref()?).ok()?;
+        Some(ConnectorError::Unavailable(deferred.listing_incomplete))
+    }
+}
+
+/// The state of a [`deferred`] cursor; its key makes it unlike any connector's own.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deferred {
+    listing_incomplete: String,
+}
+
+/// A `next` cursor whose call answers `unavailable` with `message` (say what was not read and
+/// why). Return it with the page in hand when the listing cannot go on: a plain error would
+/// make the host drop that page, this keeps it and still marks the listing incomplete.
+pub fn deferred(message: &str) -> String {
+    Cursor::encode(&Deferred {
+        listing_incomplete: message.to_owned(),
+    })
 }
 
 /// Serves `items` (a listing the connector reads whole) in pages of `max-items` (at most `cap`),
@@ -100,17 +131,32 @@ impl Trail {
     pub fn visit(&mut self, link: &str, what: &str) -> Result<(), ConnectorError> {
         let print = fingerprint(link);
         if self.0.contains(&print) {
-            return Err(ConnectorError::Unavailable(format!(
-                "{what} paged in a loop: the link `{}` came back a second time; the listing is \
-                 incomplete, try again later",
-                shorten(link, 160)
-            )));
+            return Err(ConnectorError::Unavailable(loop_message(link, what)));
         }
+        self.push(print);
+        Ok(())
+    }
+
+    /// The `next` cursor that follows `link`: `state(link, trail)` encoded, or, when `link` was
+    /// followed before, a [`deferred`] loop error, so the page in hand is still returned.
+    pub fn follow<T: Serialize>(
+        mut self,
+        link: String,
+        what: &str,
+        state: impl FnOnce(String, Self) -> T,
+    ) -> String {
+        if self.contains(&link) {
+            return deferred(&loop_message(&link, what));
+        }
+        self.push(fingerprint(&link));
+        Cursor::encode(&state(link, self))
+    }
+
+    fn push(&mut self, print: String) {
         if self.0.len() == Self::CAPACITY {
             self.0.remove(0);
         }
         self.0.push(print);
-        Ok(())
     }
 
     /// Whether `link` was followed before.
@@ -127,6 +173,14 @@ impl Trail {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+fn loop_message(link: &str, what: &str) -> String {
+    format!(
+        "{what} paged in a loop: the link `{}` came back a second time; the listing is \
+         incomplete, try again later",
+        shorten(link, 160)
+    )
 }
 
 /// A 64-bit FNV-1a hash in hex: short, stable across builds, good enough to spot repeats.
@@ -269,6 +323,61 @@ mod tests {
         assert!(err.message().unwrap().contains("`A`"));
         assert!(trail.contains("B"));
         assert!(!trail.contains("C"));
+    }
+
+    #[test]
+    fn follow_encodes_the_next_state_or_defers_the_loop_error() {
+        let mut trail = Trail::new();
+        trail.visit("/page/1", "the catalog").unwrap();
+        let next = trail
+            .clone()
+            .follow("/page/2".into(), "the catalog", |link, trail| State {
+                link,
+                offset: 0,
+                trail,
+            });
+        let state = Cursor::decode::<State>(&next).unwrap();
+        assert_eq!(state.link, "/page/2");
+        assert!(state.trail.contains("/page/1") && state.trail.contains("/page/2"));
+
+        // The link back to page 1: the cursor still comes back, and its call fails.
+        let looped = state
+            .trail
+            .follow("/page/1".into(), "the catalog", |link, trail| State {
+                link,
+                offset: 0,
+                trail,
+            });
+        let page = PageRequest {
+            cursor: Some(looped),
+            max_items: 10,
+        };
+        for _ in 0..2 {
+            let err = page.state::<State>().unwrap_err();
+            assert_eq!(err.kind(), "unavailable");
+            assert!(
+                err.message()
+                    .unwrap()
+                    .starts_with("the catalog paged in a loop: the link `/page/1`"),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_deferred_cursor_carries_an_error() {
+        let page = |cursor: Option<String>| PageRequest {
+            cursor,
+            max_items: 1,
+        };
+        assert!(page(None).deferred_error().is_none());
+        assert!(page(Some("junk".into())).deferred_error().is_none());
+        let own = Cursor::encode(&serde_json::json!({"listing_incomplete": "x", "skip": 3}));
+        assert!(page(Some(own)).deferred_error().is_none());
+        let err = page(Some(deferred("findings incomplete: x")))
+            .deferred_error()
+            .unwrap();
+        assert_eq!(err.message(), Some("findings incomplete: x"));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Integration tests of the findings store: lifecycle, concurrency (T31), the state-machine
-//! model (T32), schema versions (T33), secrets at rest (T38) and crash safety (T29).
+//! model (T32), schema versions (T33) and secrets at rest (T38). Crash safety (T29) needs the
+//! store's failpoints, so it lives in the `failpoints` test binary.
 
 mod concurrency;
 mod coverage;
-mod crash;
 mod enrich;
 mod held;
 mod lifecycle;

@@ -600,8 +600,8 @@ fn an_expired_registry_token_is_renewed_once() {
 }
 
 #[test]
-fn a_registry_list_that_loops_is_unavailable() {
-    let (session, _) = session_with(&[], |req| {
+fn a_registry_list_that_loops_keeps_its_last_page_and_ends_unavailable() {
+    let (session, log) = session_with(&[], |req| {
         if req.url == page2_url() {
             return response(
                 200,
@@ -611,9 +611,29 @@ fn a_registry_list_that_loops_is_unavailable() {
         standard(req)
     });
     let first = session.list_registries(page(None, 100)).unwrap();
-    let err = session.list_registries(page(first.next, 100)).unwrap_err();
-    assert_eq!(err.kind(), "unavailable");
-    assert!(err.message().unwrap().contains("loop"), "{err:?}");
+    let second = session.list_registries(page(first.next, 100)).unwrap();
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["gamma.azurecr.io"],
+        "the page that looped is kept"
+    );
+    let requests = log.borrow().len();
+    for _ in 0..2 {
+        let err = session
+            .list_registries(page(second.next.clone(), 100))
+            .unwrap_err();
+        assert_eq!(err.kind(), "unavailable");
+        assert!(err.message().unwrap().contains("loop"), "{err:?}");
+    }
+    assert_eq!(
+        log.borrow().len(),
+        requests,
+        "the deferred error asks nothing"
+    );
 }
 
 #[test]
@@ -627,15 +647,15 @@ fn a_registry_list_link_to_another_host_is_refused() {
         }
         standard(req)
     });
-    assert_eq!(
-        session.list_registries(page(None, 100)).unwrap_err().kind(),
-        "unavailable"
-    );
+    let first = session.list_registries(page(None, 100)).unwrap();
+    let err = session.list_registries(page(first.next, 100)).unwrap_err();
+    assert_eq!(err.kind(), "unavailable");
+    assert!(err.message().unwrap().contains("evil.example"), "{err:?}");
     assert_eq!(count(&log, url_has("evil.example")), 0);
 }
 
 #[test]
-fn a_catalog_that_loops_is_unavailable() {
+fn a_catalog_that_loops_keeps_the_page_and_ends_unavailable() {
     let (session, _) = session_with(&[], |req| {
         if req.url.contains("/acr/v1/_catalog") && req.url.contains("last=team%2Fapi") {
             let mut r = standard(req);
@@ -650,10 +670,15 @@ fn a_catalog_that_loops_is_unavailable() {
     let first = session
         .list_repositories("alpha.azurecr.io", page(None, 1))
         .unwrap();
-    let err = session
+    let second = session
         .list_repositories("alpha.azurecr.io", page(first.next, 1))
+        .unwrap();
+    assert_eq!(second.items.len(), 1, "the page that looped is kept");
+    let err = session
+        .list_repositories("alpha.azurecr.io", page(second.next, 1))
         .unwrap_err();
     assert_eq!(err.kind(), "unavailable");
+    assert!(err.message().unwrap().contains("loop"), "{err:?}");
 }
 
 #[test]
@@ -734,12 +759,62 @@ fn skip_tokens_are_followed_and_a_repeating_one_is_caught() {
     let first = session.list_findings(&scope, page(None, 100)).unwrap();
     assert_eq!(first.items.len(), 1);
     assert_eq!(first.items[0].image.registry, "ptebic.azurecr.io");
-    let err = session
+    // The page whose token repeats is still served (its findings are kept); the listing
+    // then ends with the loop as its error, the same on a retry, with no further request.
+    let second = session
         .list_findings(&scope, page(first.next, 100))
-        .unwrap_err();
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    let sent: Value = serde_json::from_slice(&log.borrow().last().unwrap().body).unwrap();
+    assert_eq!(sent["options"]["$skipToken"], "same");
+    let requests = log.borrow().len();
+    for _ in 0..2 {
+        let err = session
+            .list_findings(&scope, page(second.next.clone(), 100))
+            .unwrap_err();
+        assert_eq!(err.kind(), "unavailable");
+        assert!(
+            err.message().unwrap().contains("paged in a loop"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(log.borrow().len(), requests);
+}
+
+#[test]
+fn rows_without_a_status_are_counted_and_end_the_findings_listing_incomplete() {
+    let (session, _) = session_with(&[("findings_source", "mdvm")], |req| {
+        if req.url.contains("ResourceGraph") {
+            let mut good =
+                testdata::sample("defender-mdvm-subassessment-arg-row-azure.json")[0].clone();
+            good["properties"]["status"]["code"] = json!("Unhealthy");
+            let mut bad = good.clone();
+            bad["id"] = json!("/subscriptions/x/assessments/no-status");
+            bad["properties"].as_object_mut().unwrap().remove("status");
+            let rows = [good, bad.clone(), bad];
+            return response(200, &json!({"totalRecords": 3, "count": 3, "data": rows}));
+        }
+        standard(req)
+    });
+    let scope = ScanScope { registries: vec![] };
+    let first = session.list_findings(&scope, page(None, 100)).unwrap();
+    assert_eq!(first.items.len(), 1, "the usable row is served");
+    let mut cursor = first.next;
+    let err = loop {
+        match session.list_findings(&scope, page(cursor.clone(), 100)) {
+            Ok(next) => {
+                assert!(next.items.is_empty(), "{next:?}");
+                cursor = next.next;
+                assert!(cursor.is_some(), "the listing ended complete");
+            }
+            Err(err) => break err,
+        }
+    };
     assert_eq!(err.kind(), "unavailable");
-    let second: Value = serde_json::from_slice(&log.borrow().last().unwrap().body).unwrap();
-    assert_eq!(second["options"]["$skipToken"], "same");
+    let message = err.message().unwrap();
+    assert!(message.contains("2 Resource Graph rows"), "{message}");
+    assert!(message.contains("properties.status.code"), "{message}");
+    assert!(message.contains("no-status"), "an example id: {message}");
 }
 
 #[test]

@@ -1,54 +1,27 @@
-//! The store's failpoints (`cargo test -p keelson-store --features failpoints`): a failure at any
-//! point inside a commit leaves nothing of that transaction, and every listed point is reached.
-//!
-//! Failpoints are process-wide, so these tests live in their own binary and each holds a
-//! `FailScenario`, which runs them one at a time.
+//! Rollback: a failure at any point inside a commit leaves nothing of that transaction, one after
+//! a commit leaves that commit whole, and every listed point is reached.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use keelson_core::{Finding, ImageRef, ScanScope, Severity};
+use keelson_core::{Finding, ScanScope};
 use keelson_store::{
-    ConnectionSpec, Coverage, Error, FAILPOINTS, IssueFilter, IssueStatus, Keyring, MasterKey,
-    ResolveGuard, RunId, RunOutcome, RunStatus, RunTrigger, Store,
+    Coverage, Error, FAILPOINTS, IssueFilter, IssueStatus, ResolveGuard, RunId, RunOutcome,
+    RunStatus, RunTrigger, Store,
 };
 
+use crate::{TOOL, add_prod};
+
 const R1: &str = "one.azurecr.io";
-const TOOL: &str = "Azure Container Registry";
 
 fn finding(vulnerability: &str) -> Finding {
-    Finding {
-        image: ImageRef {
-            registry: R1.into(),
-            repository: "app".into(),
-            digest: "sha256:a".into(),
-        },
-        vulnerability_id: vulnerability.into(),
-        source_id: None,
-        title: vulnerability.into(),
-        description: String::new(),
-        severity: Severity::High,
-        cvss_score: None,
-        cvss_vector: None,
-        package: None,
-        remediation: None,
-        evidence: vec![],
-        references: vec![],
-        published_at: None,
-        modified_at: None,
-        exploitability: keelson_core::Exploitability::default(),
-        weaknesses: vec![],
-        raw: "{}".into(),
-    }
+    crate::finding(R1, "sha256:a", vulnerability)
 }
 
 /// A store where connection `prod` has CVE-1 and CVE-2 open in R1, and a running run that saw
 /// only CVE-1, so finishing it complete resolves CVE-2.
 fn store_with_a_resolving_run() -> (Store, RunId) {
     let mut store = Store::open_in_memory().unwrap();
-    let keys = Keyring::new(MasterKey::from_bytes("k", &[7u8; 32]).unwrap());
-    store
-        .save_connection(&ConnectionSpec::new("prod", "acr"), &keys, "test")
-        .unwrap();
+    add_prod(&mut store);
     let run = store
         .begin_run("prod", RunTrigger::Manual, &ScanScope::default())
         .unwrap();
@@ -154,10 +127,7 @@ fn a_failure_after_a_commit_leaves_that_commit_whole() {
 fn a_failure_inside_accept_held_leaves_the_run_held() {
     let scenario = fail::FailScenario::setup();
     let mut store = Store::open_in_memory().unwrap();
-    let keys = Keyring::new(MasterKey::from_bytes("k", &[7u8; 32]).unwrap());
-    store
-        .save_connection(&ConnectionSpec::new("prod", "acr"), &keys, "test")
-        .unwrap();
+    add_prod(&mut store);
     let run = store
         .begin_run("prod", RunTrigger::Manual, &ScanScope::default())
         .unwrap();
@@ -191,10 +161,7 @@ fn a_failure_inside_accept_held_leaves_the_run_held() {
 /// Walks a scan, a held run and its accept, failing at `point`; returns whether it was reached.
 fn reaches(point: &'static str) -> bool {
     let mut store = Store::open_in_memory().unwrap();
-    let keys = Keyring::new(MasterKey::from_bytes("k", &[7u8; 32]).unwrap());
-    store
-        .save_connection(&ConnectionSpec::new("prod", "acr"), &keys, "test")
-        .unwrap();
+    add_prod(&mut store);
     fail::cfg(point, "return").unwrap();
     let hit = |result: Result<(), Error>| match result {
         Err(Error::Failpoint(at)) => {
