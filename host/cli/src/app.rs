@@ -6,6 +6,10 @@
 //! secrets are read afresh each time they are used, so the configuration stays the source of
 //! truth. Those created by `keelson connect` live only in the store, their secrets sealed.
 //!
+//! A secret is never Keelson's own master key: not `env:KEELSON_MASTER_KEY`, not the key file
+//! (by path, or through a link), and not the key's value under another name. Settings are of the
+//! kind the plugin's `describe` gives them: secret ones only as secrets, the others never.
+//!
 //! Egress binding: a secret may be sent only to the plugin's granted hosts that name one exact
 //! host (`https://login.microsoftonline.com`), never to a wildcard grant (`https://*.azurecr.io`),
 //! since anyone can own a name under a wildcard. For ACR that is the Entra authority and ARM.
@@ -14,7 +18,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use keelson_config::{Config, ConnectionSpec as DeclaredConnection, PluginSpec, SecretRef};
+use keelson_config::{
+    Config, ConnectionSpec as DeclaredConnection, HostSettings, PluginSpec, SecretRef,
+};
 use keelson_core::{HostPattern, KeyValue};
 use keelson_runtime::{BoundSecret, Connection, Plugin, Runtime};
 use keelson_scan::Selection;
@@ -174,9 +180,10 @@ impl App {
     ) -> anyhow::Result<BTreeMap<String, SecretString>> {
         let mut stored = self.store.connection_secrets(name, &self.keys)?;
         let Some(declared) = self.declared(name).cloned() else {
+            self.refuse_master_key(name, &stored)?;
             return Ok(stored);
         };
-        let secrets_dir = self.config.host.secrets_dir.clone();
+        let host = self.config.host.clone();
         let mut out = BTreeMap::new();
         let mut asked = false;
         for (key, reference) in &declared.secrets {
@@ -184,12 +191,13 @@ impl App {
                 (SecretRef::Prompt, Some(value)) => value,
                 (SecretRef::Prompt, None) => {
                     asked = true;
-                    read_secret(name, key, reference, &secrets_dir)?
+                    read_secret(name, key, reference, &host)?
                 }
-                (_, _) => read_secret(name, key, reference, &secrets_dir)?,
+                (_, _) => read_secret(name, key, reference, &host)?,
             };
             out.insert(key.clone(), value);
         }
+        self.refuse_master_key(name, &out)?;
         if asked {
             // Keep what was typed, sealed, so the next run does not ask again.
             let prompt: BTreeMap<String, SecretString> = declared
@@ -210,6 +218,23 @@ impl App {
         Ok(out)
     }
 
+    /// Refuses secrets of connection `name` whose value is Keelson's master key, however they
+    /// were referenced: a copy of the key file, another variable holding the key, a typed value.
+    pub(crate) fn refuse_master_key(
+        &self,
+        name: &str,
+        secrets: &BTreeMap<String, SecretString>,
+    ) -> anyhow::Result<()> {
+        for (key, value) in secrets {
+            if crate::keys::is_master_key(&self.keys, value.expose_secret()) {
+                bail!(
+                    "secret `{key}` of connection `{name}` is Keelson's master key (it seals every stored secret), and a connector is never given it; give the connection its own credential"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the plugin of connection `name` and connects with its settings and secrets.
     pub(crate) async fn open_connection(&mut self, name: &str) -> anyhow::Result<Connection> {
         let stored = self.stored(name)?;
@@ -222,19 +247,7 @@ impl App {
     /// select rule; `*` alone means everything), then the rules set with `keelson locations`.
     pub(crate) fn selection_rules(&self, name: &str) -> anyhow::Result<Vec<SelectionRule>> {
         let stored = self.stored(name)?;
-        let mut rules: Vec<SelectionRule> = self
-            .declared(name)
-            .map(|d| {
-                d.locations
-                    .iter()
-                    .filter(|l| l.as_str() != "*")
-                    .map(|l| SelectionRule {
-                        action: SelectionAction::Select,
-                        pattern: l.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut rules = declared_rules(&self.config, name);
         rules.extend(stored.selection);
         Ok(rules)
     }
@@ -261,14 +274,34 @@ impl App {
     }
 }
 
+/// The selection rules `config` declares for connection `name` (its `locations`; `*` is
+/// everything, so no rule), which come before the stored ones.
+pub(crate) fn declared_rules(config: &Config, name: &str) -> Vec<SelectionRule> {
+    config
+        .connection(name)
+        .map(|d| {
+            d.locations
+                .iter()
+                .filter(|l| l.as_str() != "*")
+                .map(|l| SelectionRule {
+                    action: SelectionAction::Select,
+                    pattern: l.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Connects `plugin` as connection `name`: settings and secret values go to the guest, and each
-/// secret is bound to the plugin's exact-host grants.
+/// secret is bound to the plugin's exact-host grants. Refused when a setting is not of the kind
+/// (secret or not) the plugin declares.
 pub(crate) async fn connect(
     plugin: &Plugin,
     name: &str,
     settings: &BTreeMap<String, String>,
     secrets: &BTreeMap<String, SecretString>,
 ) -> anyhow::Result<Connection> {
+    crate::connections::check_setting_kinds(plugin.describe(), name, settings, secrets)?;
     let mut values: Vec<KeyValue> = settings
         .iter()
         .map(|(k, v)| KeyValue {
@@ -293,20 +326,62 @@ pub(crate) async fn connect(
         bound.push(BoundSecret {
             name: key.clone(),
             value: value.expose_secret().to_owned(),
-            allowed_hosts: exact_hosts.clone(),
+            allowed_hosts: secret_hosts(plugin, key, &exact_hosts)?,
         });
     }
     Ok(plugin.connect(name, values, bound).await?)
 }
 
-/// Reads one secret reference. Errors name the connection, the setting and the reference, never
-/// a value.
+/// Where secret `key` of `plugin` may be sent: the hosts its setting declares (each inside the
+/// plugin's `allowed_hosts`), or else the plugin's exact-host grants.
+fn secret_hosts(
+    plugin: &Plugin,
+    key: &str,
+    exact_hosts: &[HostPattern],
+) -> anyhow::Result<Vec<HostPattern>> {
+    let declared = plugin
+        .describe()
+        .settings
+        .iter()
+        .find(|s| s.key == key)
+        .map_or(&[][..], |s| s.secret_hosts.as_slice());
+    if declared.is_empty() {
+        return Ok(exact_hosts.to_vec());
+    }
+    let granted = &plugin.spec().allowed_hosts;
+    declared
+        .iter()
+        .map(|text| {
+            let pattern = HostPattern::parse(text).map_err(|e| {
+                anyhow::anyhow!(
+                    "plugin `{}` declares secret `{key}` bound to {e}; the plugin is broken, ask its author",
+                    plugin.id()
+                )
+            })?;
+            if granted.iter().any(|g| pattern.within(g)) {
+                Ok(pattern)
+            } else {
+                anyhow::bail!(
+                    "plugin `{}` sends secret `{key}` to `{text}`, which is not in its `allowed_hosts` in plugins.toml; grant it there if you trust that host",
+                    plugin.id()
+                )
+            }
+        })
+        .collect()
+}
+
+/// Reads one secret reference under `host`'s `secrets_dir`; a reference to the master key (by
+/// name, or a file that is the key file through a link) is refused. Errors name the
+/// connection, the setting and the reference, never a value.
 pub(crate) fn read_secret(
     connection: &str,
     key: &str,
     reference: &SecretRef,
-    secrets_dir: &Path,
+    host: &HostSettings,
 ) -> anyhow::Result<SecretString> {
+    reference
+        .check_not_master_key(key, host)
+        .map_err(|problem| anyhow::anyhow!("connection `{connection}`: {problem}"))?;
     let value = match reference {
         SecretRef::Env(var) => {
             #[allow(clippy::disallowed_methods, reason = "the CLI is where the environment is read")]
@@ -318,7 +393,12 @@ pub(crate) fn read_secret(
             })?
         }
         SecretRef::File(path) => {
-            let resolved = keelson_config::resolve_secret_file(secrets_dir, path)?;
+            let resolved = keelson_config::resolve_secret_file(&host.secrets_dir, path)?;
+            if same_file(&resolved, &host.master_key_file()) {
+                bail!(
+                    "secret `{key}` of connection `{connection}` reads `{reference}`, which is Keelson's master key file (it seals every stored secret), and a connector is never given it; give the connection its own credential"
+                );
+            }
             let text = std::fs::read_to_string(&resolved).with_context(|| {
                 format!(
                     "cannot read secret `{key}` of connection `{connection}` from `{}`",
@@ -340,4 +420,22 @@ pub(crate) fn read_secret(
         bail!("secret `{key}` of connection `{connection}` ({reference}) is empty");
     }
     Ok(SecretString::from(value))
+}
+
+/// Whether `a` and `b` name the same file, through symbolic and hard links. A file that cannot
+/// be read is no file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(meta_a), Ok(meta_b)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        meta_a.dev() == meta_b.dev() && meta_a.ino() == meta_b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (meta_a, meta_b);
+        a.canonicalize().ok() == b.canonicalize().ok()
+    }
 }

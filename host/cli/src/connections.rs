@@ -11,7 +11,7 @@ use keelson_config::SecretRef;
 use keelson_core::{Account, ConnectorInfo, SettingSpec};
 use keelson_runtime::Plugin;
 use keelson_scan::{PagingPolicy, Selection, check_glob, walk};
-use keelson_server::{LocationReport, RegistryLocation, RepositoryLocation};
+use keelson_server::{LocationReport, RegistryLocation};
 use keelson_store::{ConnectionSpec, SelectionAction, SelectionRule};
 use secrecy::SecretString;
 
@@ -67,7 +67,7 @@ pub(crate) async fn connect_cmd(app: &mut App, args: ConnectArgs) -> anyhow::Res
         let reference = SecretRef::parse(key, reference, &app.config.host.secrets_dir)
             .map_err(|p| anyhow::anyhow!("{p}"))
             .with_context(|| format!("invalid `--secret {key}=…`"))?;
-        let value = read_secret(name, key, &reference, &app.config.host.secrets_dir)?;
+        let value = read_secret(name, key, &reference, &app.config.host)?;
         secrets.insert(key.clone(), value);
     }
     let account = connect_and_save(app, &plugin, name, settings, secrets, ACTOR).await?;
@@ -82,8 +82,9 @@ pub(crate) async fn connect_cmd(app: &mut App, args: ConnectArgs) -> anyhow::Res
 }
 
 /// Checks a new connection the way `keelson connect` and the web page both do, before anything
-/// is contacted: the name, no clash with a declared or other-plugin connection, every setting
-/// known (secret ones only among `secret_keys`) and every required one given. Loads the plugin.
+/// is contacted or any secret read: the name, no clash with a declared or other-plugin
+/// connection, every setting known, the secret ones only among `secret_keys` and the others
+/// only among `settings`, and every required one given. Loads the plugin.
 pub(crate) async fn check_new_connection(
     app: &mut App,
     plugin_id: &str,
@@ -119,10 +120,64 @@ pub(crate) async fn check_new_connection(
         }
     }
     for key in secret_keys {
-        setting(&info, key)?;
+        let spec = setting(&info, key)?;
+        if !spec.secret {
+            bail!(
+                "setting `{key}` is not secret: pass it as `--set {key}=VALUE`; `--secret` is only for the settings plugin `{}` marks secret ({})",
+                info.id,
+                secret_settings(&info)
+            );
+        }
     }
     check_required(&info, settings, secret_keys)?;
     Ok(plugin)
+}
+
+/// The plugin's secret settings, for an error: `` `client_secret` `` or `none`.
+fn secret_settings(info: &ConnectorInfo) -> String {
+    let secret: Vec<String> = info
+        .settings
+        .iter()
+        .filter(|s| s.secret)
+        .map(|s| format!("`{}`", s.key))
+        .collect();
+    if secret.is_empty() {
+        "none".to_owned()
+    } else {
+        secret.join(", ")
+    }
+}
+
+/// Every setting of connection `name` is of the kind `info` declares, checked at each connect
+/// (a declared connection, or a stored one whose plugin changed): a secret setting only among
+/// the secrets, never in `settings`, where its value would be kept and shown as text; a plain
+/// one only among the settings, since a secret is hidden from review and bound to hosts.
+/// Settings the plugin does not declare are left to it.
+pub(crate) fn check_setting_kinds(
+    info: &ConnectorInfo,
+    name: &str,
+    settings: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, SecretString>,
+) -> anyhow::Result<()> {
+    let spec = |key: &str| info.settings.iter().find(|s| s.key == key);
+    for key in settings.keys() {
+        if spec(key).is_some_and(|s| s.secret) {
+            bail!(
+                "connection `{name}`: setting `{key}` is secret for plugin `{}` but is given as a plain setting; move it to `secrets` (`env:KEELSON_...`, `file:PATH` or `prompt`; `--secret` for `keelson connect`)",
+                info.id
+            );
+        }
+    }
+    for key in secrets.keys() {
+        if spec(key).is_some_and(|s| !s.secret) {
+            bail!(
+                "connection `{name}`: setting `{key}` is not secret for plugin `{}` but is given as a secret; move it to `settings` (`--set` for `keelson connect`); its secret settings are {}",
+                info.id,
+                secret_settings(info)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Connects with the given values, verifies, and only then saves the connection as `actor`.
@@ -135,6 +190,8 @@ pub(crate) async fn connect_and_save(
     actor: &str,
 ) -> anyhow::Result<Account> {
     let not_saved = || format!("connection `{name}` was not saved");
+    app.refuse_master_key(name, &secrets)
+        .with_context(not_saved)?;
     let mut conn = connect(plugin, name, &settings, &secrets)
         .await
         .with_context(not_saved)?;
@@ -339,73 +396,57 @@ pub(crate) async fn location_report(app: &mut App, name: &str) -> anyhow::Result
             },
         )
         .await;
-        let repositories: Vec<RepositoryLocation> = repositories
-            .into_iter()
-            .map(|r| RepositoryLocation {
-                selected: selection.repository_selected(&registry.name, &r.name),
-                name: r.name,
-            })
-            .collect();
-        let in_scope = selection.registry_in_scope(&registry.name);
-        let all = repositories.iter().all(|r| r.selected);
-        let state = if !in_scope {
-            "deselected"
-        } else if all {
-            "selected"
-        } else {
-            "partly"
-        };
+        let names = repositories.into_iter().map(|r| r.name).collect();
         report.registries.push(RegistryLocation {
-            name: registry.name,
-            state: state.to_owned(),
-            repositories,
             error: listed.err().map(|e| e.to_string()),
+            ..RegistryLocation::new(&selection, registry.name, names)
         });
     }
     Ok(report)
 }
 
-#[allow(clippy::print_stdout, reason = "command output")]
 fn print_locations(name: &str, report: &LocationReport) {
     if report.rules.is_empty() {
-        println!("`{name}` scans everything (no selection rules)");
+        say(&format!("`{name}` scans everything (no selection rules)"));
     } else {
-        println!("selection rules of `{name}` (the last match wins):");
+        say(&format!(
+            "selection rules of `{name}` (the last match wins):"
+        ));
         for r in &report.rules {
             let action = match r.action {
                 SelectionAction::Select => "select  ",
                 SelectionAction::Deselect => "deselect",
             };
-            println!("  {action} {}", r.pattern);
+            say(&format!("  {action} {}", r.pattern));
         }
     }
-    println!();
+    say("");
     for registry in &report.registries {
         let mark = match registry.state.as_str() {
             "selected" => "[x]",
             "partly" => "[~]",
             _ => "[ ]",
         };
-        println!("{mark} {}", registry.name);
+        say(&format!("{mark} {}", registry.name));
         if let Some(err) = &registry.error {
-            println!("      cannot list repositories: {err}");
+            say(&format!("      cannot list repositories: {err}"));
         }
         for repo in &registry.repositories {
-            println!(
+            say(&format!(
                 "    {} {}",
                 if repo.selected { "[x]" } else { "[ ]" },
                 repo.name
-            );
+            ));
         }
     }
-    println!();
-    println!(
+    say("");
+    say(&format!(
         "change with `keelson locations {name} --select GLOB` / `--deselect GLOB` (`*` and `?`; a `/` matches registry/repository)"
-    );
+    ));
 }
 
-/// A line for the operator on stdout.
-#[allow(clippy::print_stdout, reason = "command output")]
+/// A line for the operator on stdout, neutralised as one line: it may quote plugin text.
 pub(crate) fn say(line: &str) {
-    println!("{line}");
+    // Unlike `println!`, no panic when the reader has gone (`keelson locations NAME | head`).
+    let _ = crate::output::line(&mut std::io::stdout().lock(), line);
 }

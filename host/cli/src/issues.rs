@@ -7,6 +7,10 @@
 //! `factors` (each `id`, `direction`, `from`, `to`, `reason`, `evidence`), `application`, `team`,
 //! `sla_due`, `sla_breached` and `controls`. `--format csv` has one row per issue; every cell
 //! that a spreadsheet would run as a formula is prefixed with `'`.
+//!
+//! Almost every field is the plugin's text, kept in the store as it was sent: the table, the CSV
+//! cells and `issue show` write its control and bidi characters as visible `\u{…}` escapes
+//! ([`keelson_core::text`]), and JSON as `\u` escapes that decode to the text unchanged.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -14,12 +18,15 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use keelson_core::Severity;
+use keelson_core::text::for_terminal;
 use keelson_enrich::Direction;
 use keelson_store::{
-    ConnectionState, IssueCursor, IssueFilter, IssueId, IssueRow, IssueStatus, RunStatus, SlaState,
+    ConnectionState, IssueCursor, IssueDetail, IssueFilter, IssueId, IssueRow, IssueStatus,
+    RunStatus, SlaState,
 };
 
 use crate::app::App;
+use crate::output::{indented, line};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -151,7 +158,7 @@ pub(crate) fn issues_cmd(app: &App, args: &IssuesArgs) -> anyhow::Result<ExitCod
                 writeln!(out, "more: add `--after {}`", last.cursor())?;
             }
             for state in &states {
-                writeln!(out, "{}", data_line(state))?;
+                line(&mut out, &data_line(state))?;
             }
         }
     }
@@ -168,8 +175,8 @@ pub(crate) fn issues_cmd(app: &App, args: &IssuesArgs) -> anyhow::Result<ExitCod
     clippy::print_stderr,
     reason = "a warning beside machine-readable output"
 )]
-fn warn(line: &str) {
-    eprintln!("{line}");
+fn warn(text: &str) {
+    eprintln!("{}", for_terminal(text));
 }
 
 /// Whether the connection's last run read everything, so its part of the queue is current (as
@@ -267,11 +274,12 @@ fn write_csv(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Result
             r.sla_breached.to_string(),
             r.controls.join(";"),
         ];
-        let line: Vec<String> = cells
+        // Neutralised first, so the formula guard sees the cell as written out.
+        let fields: Vec<String> = cells
             .iter()
-            .map(|c| keelson_server::export::csv_field(c))
+            .map(|c| keelson_server::export::csv_field(&for_terminal(c)))
             .collect();
-        writeln!(out, "{}", line.join(","))?;
+        writeln!(out, "{}", fields.join(","))?;
     }
     Ok(())
 }
@@ -284,6 +292,11 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// A table cell: the plugin's text neutralised, then cut to `max` characters.
+fn cell(text: &str, max: usize) -> String {
+    truncate(&for_terminal(text), max)
 }
 
 fn write_table(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Result<()> {
@@ -331,12 +344,12 @@ fn write_table(out: &mut impl std::io::Write, rows: &[IssueRow]) -> anyhow::Resu
             priority,
             r.severity.as_str(),
             r.status.as_str(),
-            truncate(&r.vulnerability_id, 18),
-            truncate(r.package.as_deref().unwrap_or("-"), 20),
-            truncate(&versions, 20),
-            truncate(r.application.as_deref().unwrap_or("(unmapped)"), 12),
+            cell(&r.vulnerability_id, 18),
+            cell(r.package.as_deref().unwrap_or("-"), 20),
+            cell(&versions, 20),
+            cell(r.application.as_deref().unwrap_or("(unmapped)"), 12),
             sla,
-            truncate(&format!("{registry}/{}", r.repository), 34),
+            cell(&format!("{registry}/{}", r.repository), 34),
             r.images.len()
         )?;
     }
@@ -364,63 +377,78 @@ pub(crate) fn issue_cmd(app: &App, command: &IssueCommand) -> anyhow::Result<Exi
     };
     if json {
         crate::output::json(&detail)?;
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        write_issue(&mut std::io::stdout().lock(), &detail)?;
     }
-    let mut out = std::io::stdout().lock();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keelson issue show` as text. Nearly every field is the plugin's: each line goes out through
+/// [`line`] (neutralised as one line), and the multi-line description and remediation through
+/// [`indented`].
+fn write_issue(out: &mut impl std::io::Write, detail: &IssueDetail) -> anyhow::Result<()> {
     let i = &detail.issue;
-    writeln!(
+    line(
         out,
-        "issue {}: {} in {}",
-        i.id,
-        i.vulnerability_id,
-        i.package.as_deref().unwrap_or("(no package)")
+        &format!(
+            "issue {}: {} in {}",
+            i.id,
+            i.vulnerability_id,
+            i.package.as_deref().unwrap_or("(no package)")
+        ),
     )?;
     if !i.title.is_empty() {
-        writeln!(out, "  {}", i.title)?;
+        line(out, &format!("  {}", i.title))?;
     }
-    writeln!(out, "  priority:   {}", i.priority)?;
-    writeln!(out, "  severity:   {} (the scanner's)", i.severity)?;
-    writeln!(out, "  status:     {}", i.status)?;
-    writeln!(
+    line(out, &format!("  priority:   {}", i.priority))?;
+    line(
         out,
-        "  owner:      {}",
-        match (&i.application, &i.team) {
-            (Some(a), Some(t)) => format!("application {a}, team {t}"),
-            (Some(a), None) => format!("application {a}"),
-            _ => "unmapped: no [[application]] rule claims this image".to_owned(),
-        }
+        &format!("  severity:   {} (the scanner's)", i.severity),
     )?;
+    line(out, &format!("  status:     {}", i.status))?;
+    let owner = match (&i.application, &i.team) {
+        (Some(a), Some(t)) => format!("application {a}, team {t}"),
+        (Some(a), None) => format!("application {a}"),
+        _ => "unmapped: no [[application]] rule claims this image".to_owned(),
+    };
+    line(out, &format!("  owner:      {owner}"))?;
     if let Some(due) = &i.sla_due {
-        writeln!(
-            out,
-            "  sla due:    {due}{}",
-            if i.sla_breached { " (breached)" } else { "" }
-        )?;
+        let breached = if i.sla_breached { " (breached)" } else { "" };
+        line(out, &format!("  sla due:    {due}{breached}"))?;
     }
     if !i.controls.is_empty() {
-        writeln!(out, "  controls:   {}", i.controls.join(", "))?;
+        line(out, &format!("  controls:   {}", i.controls.join(", ")))?;
     }
-    writeln!(out, "  source:     {}", i.source_tool)?;
-    writeln!(out, "  location:   {}/{}", i.registry, i.repository)?;
-    writeln!(
+    line(out, &format!("  source:     {}", i.source_tool))?;
+    line(
         out,
-        "  package:    {} {} (fixed in {})",
-        i.package.as_deref().unwrap_or("-"),
-        i.package_version.as_deref().unwrap_or("?"),
-        i.fixed_version.as_deref().unwrap_or("no fix known")
+        &format!("  location:   {}/{}", i.registry, i.repository),
     )?;
-    writeln!(out, "  seen:       {} … {}", i.first_seen, i.last_seen)?;
+    line(
+        out,
+        &format!(
+            "  package:    {} {} (fixed in {})",
+            i.package.as_deref().unwrap_or("-"),
+            i.package_version.as_deref().unwrap_or("?"),
+            i.fixed_version.as_deref().unwrap_or("no fix known")
+        ),
+    )?;
+    line(
+        out,
+        &format!("  seen:       {} … {}", i.first_seen, i.last_seen),
+    )?;
     if let Some(s) = &detail.suppression {
-        writeln!(
+        let until = s
+            .expires_at
+            .as_deref()
+            .map(|e| format!(" until {e}"))
+            .unwrap_or_default();
+        line(
             out,
-            "  suppressed: by {} at {}{}: {}",
-            s.actor,
-            s.created_at,
-            s.expires_at
-                .as_deref()
-                .map(|e| format!(" until {e}"))
-                .unwrap_or_default(),
-            s.reason
+            &format!(
+                "  suppressed: by {} at {}{until}: {}",
+                s.actor, s.created_at, s.reason
+            ),
         )?;
     }
     if let Some(score) = detail.vulnerability.as_ref().and_then(|v| v.cvss_score) {
@@ -429,62 +457,65 @@ pub(crate) fn issue_cmd(app: &App, command: &IssueCommand) -> anyhow::Result<Exi
             .as_ref()
             .and_then(|v| v.cvss_vector.as_deref())
             .unwrap_or("");
-        writeln!(out, "  cvss:       {score} {vector}")?;
+        line(out, &format!("  cvss:       {score} {vector}"))?;
     }
-    write_why(&mut out, i)?;
+    write_why(out, i)?;
     if let Some(v) = &detail.vulnerability {
         if !v.description.is_empty() {
-            writeln!(out, "\ndescription:\n  {}", v.description)?;
+            writeln!(out, "\ndescription:")?;
+            indented(out, "  ", &v.description)?;
         }
         if let Some(r) = &v.remediation {
-            writeln!(out, "\nremediation:\n  {r}")?;
+            writeln!(out, "\nremediation:")?;
+            indented(out, "  ", r)?;
         }
         if v.exploitability.exploit_published {
-            writeln!(
-                out,
-                "\nexploit published: yes {}",
-                v.exploitability.types.join(", ")
-            )?;
+            writeln!(out)?;
+            let types = v.exploitability.types.join(", ");
+            line(out, &format!("exploit published: yes {types}"))?;
         }
         if !v.weaknesses.is_empty() {
-            writeln!(out, "weaknesses: {}", v.weaknesses.join(", "))?;
+            line(out, &format!("weaknesses: {}", v.weaknesses.join(", ")))?;
         }
         if !v.references.is_empty() {
             writeln!(out, "\nreferences:")?;
             for r in &v.references {
-                writeln!(out, "  {} {}", r.url, r.title)?;
+                line(out, &format!("  {} {}", r.url, r.title))?;
             }
         }
     }
     writeln!(out, "\nimages ({}):", detail.findings.len())?;
     for f in &detail.findings {
-        writeln!(
+        let tags = if f.tags.is_empty() {
+            "(untagged)".to_owned()
+        } else {
+            f.tags.join(",")
+        };
+        let removed = if f.image_removed {
+            " (image removed)"
+        } else {
+            ""
+        };
+        let resolved = f
+            .resolved_at
+            .as_deref()
+            .map(|r| format!(" · resolved {r}"))
+            .unwrap_or_default();
+        line(
             out,
-            "  {} {}{} [{}] via `{}` · {} {} · seen {} … {}{}",
-            f.digest,
-            if f.tags.is_empty() {
-                "(untagged)".to_owned()
-            } else {
-                f.tags.join(",")
-            },
-            if f.image_removed {
-                " (image removed)"
-            } else {
-                ""
-            },
-            f.status,
-            f.connection,
-            f.severity,
-            f.package_version.as_deref().unwrap_or("?"),
-            f.first_seen,
-            f.last_seen,
-            f.resolved_at
-                .as_deref()
-                .map(|r| format!(" · resolved {r}"))
-                .unwrap_or_default()
+            &format!(
+                "  {} {tags}{removed} [{}] via `{}` · {} {} · seen {} … {}{resolved}",
+                f.digest,
+                f.status,
+                f.connection,
+                f.severity,
+                f.package_version.as_deref().unwrap_or("?"),
+                f.first_seen,
+                f.last_seen,
+            ),
         )?;
         for e in &f.evidence {
-            writeln!(out, "      evidence: {e}")?;
+            line(out, &format!("      evidence: {e}"))?;
         }
     }
     writeln!(out, "\nhistory:")?;
@@ -494,43 +525,45 @@ pub(crate) fn issue_cmd(app: &App, command: &IssueCommand) -> anyhow::Result<Exi
             (None, Some(new)) => new.clone(),
             _ => String::new(),
         };
-        writeln!(
+        // Neutralised before the cut, so the escapes count towards the width.
+        line(
             out,
-            "  {} {:<10} {}{}{}",
-            e.at,
-            e.kind,
-            e.field
-                .as_deref()
-                .map(|f| format!("{f}: "))
-                .unwrap_or_default(),
-            truncate(&change, 80),
-            e.run.map(|r| format!(" (run {r})")).unwrap_or_default()
+            &format!(
+                "  {} {:<10} {}{}{}",
+                e.at,
+                e.kind,
+                e.field
+                    .as_deref()
+                    .map(|f| format!("{f}: "))
+                    .unwrap_or_default(),
+                truncate(&for_terminal(&change), 80),
+                e.run.map(|r| format!(" (run {r})")).unwrap_or_default()
+            ),
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The priority in plain sentences, each with its evidence.
 fn write_why(out: &mut impl std::io::Write, i: &IssueRow) -> anyhow::Result<()> {
+    writeln!(out)?;
     if i.factors.is_empty() {
-        writeln!(
+        line(
             out,
-            "\nwhy {}: not evaluated yet; the priority is the scanner's severity.",
-            i.priority
+            &format!(
+                "why {}: not evaluated yet; the priority is the scanner's severity.",
+                i.priority
+            ),
         )?;
         return Ok(());
     }
     let moved = i.factors.iter().any(|f| f.direction != Direction::Note);
-    writeln!(
-        out,
-        "\nwhy {}: {}",
-        i.priority,
-        if moved {
-            format!("the scanner said {}; then:", i.severity)
-        } else {
-            format!("the scanner said {} and no rule moved it.", i.severity)
-        }
-    )?;
+    let said = if moved {
+        format!("the scanner said {}; then:", i.severity)
+    } else {
+        format!("the scanner said {} and no rule moved it.", i.severity)
+    };
+    line(out, &format!("why {}: {said}", i.priority))?;
     for f in &i.factors {
         let lead = match f.direction {
             Direction::Raise => format!("Raised from {} to {}. ", f.from, f.to),
@@ -538,9 +571,9 @@ fn write_why(out: &mut impl std::io::Write, i: &IssueRow) -> anyhow::Result<()> 
             Direction::Set => format!("Set from {} to {}. ", f.from, f.to),
             Direction::Note => String::new(),
         };
-        writeln!(out, "  - {lead}{} [{}]", f.reason, f.id)?;
+        line(out, &format!("  - {lead}{} [{}]", f.reason, f.id))?;
         for e in &f.evidence {
-            writeln!(out, "      evidence: {e}")?;
+            line(out, &format!("      evidence: {e}"))?;
         }
     }
     Ok(())
@@ -623,5 +656,165 @@ mod tests {
             lines[1]
         );
         assert!(lines[1].starts_with("7,Azure Container Registry,r.azurecr.io,payments/api,CVE-2024-1,'=cmd|' /C calc'!A0,openssl,3.0.1,,high,open,"), "{}", lines[1]);
+    }
+
+    /// What a hostile plugin put in its text: an OSC 52 clipboard write, a screen clear, a
+    /// right-to-left override, a C1 CSI and a newline that forges a line.
+    const HOSTILE: &str = "x\x1b]52;c;SGk=\x07\x1b[2J\u{202e}gnp\u{9b}1m\nforged";
+    const SHOWN: &str = r"x\u{1b}]52;c;SGk=\u{7}\u{1b}[2J\u{202e}gnp\u{9b}1m\u{a}forged";
+
+    fn hostile_row() -> IssueRow {
+        IssueRow {
+            id: IssueId(9),
+            source_tool: HOSTILE.into(),
+            registry: HOSTILE.into(),
+            repository: HOSTILE.into(),
+            vulnerability_id: HOSTILE.into(),
+            title: HOSTILE.into(),
+            package: Some(HOSTILE.into()),
+            package_version: Some(HOSTILE.into()),
+            fixed_version: Some(HOSTILE.into()),
+            severity: Severity::High,
+            priority: Severity::High,
+            status: IssueStatus::Open,
+            first_seen: "2026-01-01T00:00:00.000Z".into(),
+            last_seen: "2026-01-02T00:00:00.000Z".into(),
+            images: vec![keelson_store::IssueImage {
+                digest: HOSTILE.into(),
+                tags: vec![HOSTILE.into()],
+                status: IssueStatus::Open,
+            }],
+            factors: vec![keelson_enrich::Factor {
+                id: "network-exposed".into(),
+                direction: Direction::Raise,
+                from: Severity::Medium,
+                to: Severity::High,
+                reason: HOSTILE.into(),
+                evidence: vec![HOSTILE.into()],
+            }],
+            application: None,
+            team: None,
+            sla_due: None,
+            sla_breached: false,
+            controls: vec![],
+        }
+    }
+
+    /// Only the newlines the CLI writes itself, and no other neutralised character.
+    fn assert_no_raw(text: &str) {
+        assert!(
+            !text
+                .chars()
+                .any(|c| keelson_core::text::is_neutralised(c) && c != '\n'),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn the_table_shows_plugin_text_neutralised() {
+        let mut out = Vec::new();
+        write_table(&mut out, &[hostile_row()]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_no_raw(&text);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains(r"  x\u{1b}]52;c;SGk=…  "), "{text}");
+        assert!(
+            text.contains(r"  x\u{1b}]52;c;SGk=\u{7}\u{1b}[2J\u…  "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn csv_cells_are_neutralised_and_still_formula_guarded() {
+        let mut row = hostile_row();
+        row.title = "=HYPERLINK(\"http://x\")\x1b[2J".into();
+        row.package = Some("\tpkg".into());
+        let mut out = Vec::new();
+        write_csv(&mut out, &[row]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_no_raw(&text);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains(&format!(",{SHOWN},")), "{text}");
+        assert!(
+            text.contains(r#","'=HYPERLINK(""http://x"")\u{1b}[2J","#),
+            "{text}"
+        );
+        // A leading tab is no longer a tab, so it is shown as its escape, not guarded.
+        assert!(text.contains(r",\u{9}pkg,"), "{text}");
+    }
+
+    #[test]
+    fn issue_show_neutralises_every_line_and_keeps_description_lines() {
+        let row = hostile_row();
+        let detail = IssueDetail {
+            issue: row,
+            vulnerability: Some(keelson_store::VulnerabilityInfo {
+                title: HOSTILE.into(),
+                description: format!("first line\r\nsecond {HOSTILE}"),
+                cvss_score: Some(7.5),
+                cvss_vector: Some(HOSTILE.into()),
+                remediation: Some(HOSTILE.into()),
+                references: vec![keelson_core::Reference {
+                    title: HOSTILE.into(),
+                    url: HOSTILE.into(),
+                }],
+                weaknesses: vec![HOSTILE.into()],
+                exploitability: keelson_core::Exploitability {
+                    exploit_published: true,
+                    types: vec![HOSTILE.into()],
+                    ..keelson_core::Exploitability::default()
+                },
+                published_at: None,
+                modified_at: None,
+            }),
+            findings: vec![keelson_store::FindingDetail {
+                id: keelson_store::FindingId(1),
+                connection: "prod".into(),
+                digest: HOSTILE.into(),
+                tags: vec![HOSTILE.into()],
+                image_removed: false,
+                status: IssueStatus::Open,
+                severity: Severity::High,
+                package_version: Some(HOSTILE.into()),
+                fixed_version: None,
+                fix_status: None,
+                evidence: vec![HOSTILE.into()],
+                first_seen: "2026-01-01T00:00:00.000Z".into(),
+                last_seen: "2026-01-02T00:00:00.000Z".into(),
+                resolved_at: None,
+                last_run: keelson_store::RunId(3),
+                raw: HOSTILE.into(),
+            }],
+            suppression: None,
+            priority_override: None,
+            history: vec![keelson_store::EventRow {
+                id: 1,
+                at: "2026-01-02T00:00:00.000Z".into(),
+                kind: "changed".into(),
+                finding: None,
+                run: Some(keelson_store::RunId(3)),
+                actor: None,
+                field: Some("title".into()),
+                old_value: Some("old".into()),
+                new_value: Some(HOSTILE.into()),
+            }],
+        };
+        let mut out = Vec::new();
+        write_issue(&mut out, &detail).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_no_raw(&text);
+        // Only the description and the remediation, multi-line fields, break where the plugin's
+        // text did; every other field stays on its line.
+        let forged: Vec<&str> = text.lines().filter(|l| l.trim() == "forged").collect();
+        assert_eq!(forged, ["  forged", "  forged"], "{text}");
+        assert!(text.contains(&format!("\n  {SHOWN}\n")), "{text}");
+        // The description keeps its own lines, each indented, the Windows line end dropped.
+        let before_newline = SHOWN.strip_suffix(r"\u{a}forged").unwrap();
+        assert!(
+            text.contains(&format!(
+                "\ndescription:\n  first line\n  second {before_newline}\n  forged\n"
+            )),
+            "{text}"
+        );
     }
 }

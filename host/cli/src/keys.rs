@@ -15,14 +15,18 @@ use keelson_store::{Keyring, MasterKey};
 use sha2::{Digest as _, Sha256};
 
 /// The variable a master key may come from.
-pub(crate) const ENV: &str = "KEELSON_MASTER_KEY";
+pub(crate) const ENV: &str = keelson_config::MASTER_KEY_ENV;
 
 /// The key file used when the variable is not set.
 pub(crate) fn key_file(database: &Path) -> PathBuf {
-    database
-        .parent()
-        .unwrap_or_else(|| Path::new(""))
-        .join("master.key")
+    keelson_config::master_key_file(database)
+}
+
+/// Whether the secret `value` is a key of `keys`, in any form a master key is accepted in: a
+/// copy of the key file or another variable holding the key is refused as a connection secret
+/// just as `env:KEELSON_MASTER_KEY` is.
+pub(crate) fn is_master_key(keys: &Keyring, value: &str) -> bool {
+    decode(value.trim()).is_ok_and(|bytes| keys.contains(&bytes))
 }
 
 /// The keyring for the store at `database`: from [`ENV`] when `from_env` is given, else the key
@@ -146,6 +150,17 @@ mod tests {
             assert!(text.contains(ENV), "{text}");
             assert!(!text.contains(bad), "{text}");
         }
+    }
+
+    #[test]
+    fn the_master_key_is_recognised_in_either_form() {
+        let bytes = [9u8; 32];
+        let keys = keyring(Path::new("unused.db"), Some(&hex::encode(bytes))).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        assert!(is_master_key(&keys, &hex::encode(bytes)));
+        assert!(is_master_key(&keys, &format!("{b64}\n")));
+        assert!(!is_master_key(&keys, &hex::encode([8u8; 32])));
+        assert!(!is_master_key(&keys, "an ordinary client secret"));
     }
 
     #[cfg(unix)]

@@ -160,11 +160,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only on a terminal: in a log file they are noise, and any ESC there is not ours.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(log_fields())
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// How log fields are written: as the default format does (the message bare, others
+/// `name=value`), each value neutralised as one line, since log lines quote plugins (their own
+/// log calls, their errors, the names they return) and must stay one line each.
+fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = keelson_core::text::for_terminal(&text);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ")
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -177,15 +198,83 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Prints an error and its causes on stderr, one per line. A cause whose text the line before
 /// already ends with (a wrapper that repeats its source) is not printed twice.
-#[allow(clippy::print_stderr, reason = "the CLI's error report goes to stderr")]
 fn report(err: &anyhow::Error) {
-    eprintln!("error: {err}");
+    // A write error here has nowhere left to go.
+    let _ = write_report(&mut std::io::stderr().lock(), err);
+}
+
+/// The error report; causes are often the plugin's words, so each line is neutralised.
+fn write_report(out: &mut impl std::io::Write, err: &anyhow::Error) -> std::io::Result<()> {
+    output::line(out, &format!("error: {err}"))?;
     let mut previous = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         if !previous.ends_with(&text) {
-            eprintln!("  caused by: {text}");
+            output::line(out, &format!("  caused by: {text}"))?;
         }
         previous = text;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use keelson_core::text::is_neutralised;
+
+    use super::*;
+
+    #[test]
+    fn the_error_report_neutralises_every_line() {
+        let err = anyhow::anyhow!("plugin said \x1b]52;c;SGk=\x07")
+            .context("verifying failed\nerror: forged \u{202e}");
+        let mut out = Vec::new();
+        write_report(&mut out, &err).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "error: verifying failed\\u{a}error: forged \\u{202e}\n  caused by: plugin said \\u{1b}]52;c;SGk=\\u{7}\n"
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(bytes)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_line_stays_one_line_without_control_characters() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(log_fields())
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let account = "acme\x1b[2J\u{202e}";
+            tracing::warn!(plugin = %"p\u{9b}x", account, "from the plugin: {}", "a\nforged\x07");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let line = text.strip_suffix('\n').expect("one line");
+        assert!(!line.chars().any(is_neutralised), "{text:?}");
+        assert!(
+            line.contains(r"from the plugin: a\u{a}forged\u{7}"),
+            "{line}"
+        );
+        assert!(line.contains(r"plugin=p\u{9b}x"), "{line}");
+        assert!(
+            line.contains(r#"account="acme\u{1b}[2J\u{202e}""#),
+            "{line}"
+        );
     }
 }

@@ -8,7 +8,9 @@ use keelson_config::{Config, PluginSpec};
 use keelson_core::ConnectorInfo;
 use serde::Serialize;
 
+use crate::connections::say;
 use crate::host;
+use crate::output::indented;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginsCommand {
@@ -43,6 +45,9 @@ struct PluginReport {
     error: Option<String>,
     sha256: Option<String>,
     wit_version: Option<String>,
+    /// How the plugin gets its secrets: `sealed` (0.2.0) or `plaintext` (0.1.0, allowed by the
+    /// operator); `None` when it is not loaded.
+    secrets: Option<&'static str>,
     exports: Vec<String>,
     imports: Vec<String>,
     allowed_hosts: Vec<String>,
@@ -113,6 +118,7 @@ async fn report(
         error: None,
         sha256: spec.sha256.clone(),
         wit_version: None,
+        secrets: None,
         exports: Vec::new(),
         imports: Vec::new(),
         allowed_hosts: spec.allowed_hosts.iter().map(ToString::to_string).collect(),
@@ -128,6 +134,11 @@ async fn report(
             report.status = "loaded";
             report.sha256 = Some(plugin.sha256().to_owned());
             report.wit_version = Some(plugin.wit_version().to_owned());
+            report.secrets = Some(if plugin.seals_secrets() {
+                "sealed"
+            } else {
+                "plaintext"
+            });
             report.exports = plugin.exports().to_vec();
             report.imports = plugin.imports().to_vec();
             if with_info {
@@ -142,20 +153,20 @@ async fn report(
     report
 }
 
-#[allow(clippy::print_stdout, reason = "command output")]
+/// The plugins as a table; a refusal quotes the plugin file, so lines go out through [`say`].
 fn print_table(reports: &[PluginReport]) {
     if reports.is_empty() {
-        println!("no plugins in plugins.toml");
+        say("no plugins in plugins.toml");
         return;
     }
-    println!(
+    say(&format!(
         "{:<28} {:<8} {:<8} {:<14} EXPORTS",
         "ID", "STATUS", "WIT", "SHA256"
-    );
+    ));
     for r in reports {
         let sha = r.sha256.as_deref().map_or("-", |s| &s[..s.len().min(12)]);
         let exports: Vec<&str> = r.exports.iter().map(|e| short_interface(e)).collect();
-        println!(
+        say(&format!(
             "{:<28} {:<8} {:<8} {:<14} {}",
             r.id,
             r.status,
@@ -166,46 +177,67 @@ fn print_table(reports: &[PluginReport]) {
             } else {
                 exports.join(",")
             }
-        );
-        println!("    path:  {}", r.path);
-        println!(
+        ));
+        say(&format!("    path:  {}", r.path));
+        say(&format!(
             "    hosts: {}",
             if r.allowed_hosts.is_empty() {
                 "(none: all requests denied)".to_owned()
             } else {
                 r.allowed_hosts.join(" ")
             }
-        );
+        ));
+        if r.secrets == Some("plaintext") {
+            say(&format!("    secrets: {PLAINTEXT_WARNING}"));
+        }
         if let Some(err) = &r.error {
-            println!("    error: {err}");
+            say(&format!("    error: {err}"));
         }
     }
 }
 
-#[allow(clippy::print_stdout, reason = "command output")]
+/// Why `allow_plaintext_secrets` is dangerous, where a plugin runs with it.
+const PLAINTEXT_WARNING: &str = "PLAINTEXT: built for keelson:registry@0.1.0, this plugin holds     its connections' secret values itself (allowed by `allow_plaintext_secrets = true`); only     the egress gate's byte matching keeps it from sending them elsewhere, and re-encodings get     past that. Rebuild it against 0.2.0, which seals them.";
+
+/// One plugin in full: most of it is what the plugin says of itself, so lines go out through
+/// [`say`] and the instructions through [`indented`].
 fn print_detail(r: &PluginReport) {
-    println!("id:            {}", r.id);
-    println!("status:        {}", r.status);
+    say(&format!("id:            {}", r.id));
+    say(&format!("status:        {}", r.status));
     if let Some(err) = &r.error {
-        println!("error:         {err}");
+        say(&format!("error:         {err}"));
     }
-    println!("path:          {}", r.path);
-    println!("sha256:        {}", r.sha256.as_deref().unwrap_or("-"));
-    println!("wit version:   {}", r.wit_version.as_deref().unwrap_or("-"));
-    println!("exports:       {}", r.exports.join(" "));
-    println!("imports:       {}", r.imports.join(" "));
-    println!("allowed hosts: {}", r.allowed_hosts.join(" "));
-    println!("memory:        {} MiB", r.memory_mb);
-    println!("call timeout:  {} s", r.call_timeout_s);
+    say(&format!("path:          {}", r.path));
+    say(&format!(
+        "sha256:        {}",
+        r.sha256.as_deref().unwrap_or("-")
+    ));
+    say(&format!(
+        "wit version:   {}",
+        r.wit_version.as_deref().unwrap_or("-")
+    ));
+    match r.secrets {
+        Some("plaintext") => say(&format!("secrets:       {PLAINTEXT_WARNING}")),
+        Some(how) => say(&format!("secrets:       {how}")),
+        None => {}
+    }
+    say(&format!("exports:       {}", r.exports.join(" ")));
+    say(&format!("imports:       {}", r.imports.join(" ")));
+    say(&format!("allowed hosts: {}", r.allowed_hosts.join(" ")));
+    say(&format!("memory:        {} MiB", r.memory_mb));
+    say(&format!("call timeout:  {} s", r.call_timeout_s));
     let Some(info) = &r.connector else { return };
-    println!();
-    println!(
+    say("");
+    say(&format!(
         "connector:     {} ({}) version {}",
         info.display_name, info.id, info.version
-    );
-    println!("source tool:   {}", info.source_tool);
-    println!("suggested hosts: {}", info.suggested_hosts.join(" "));
-    println!("settings:");
+    ));
+    say(&format!("source tool:   {}", info.source_tool));
+    say(&format!(
+        "suggested hosts: {}",
+        info.suggested_hosts.join(" ")
+    ));
+    say("settings:");
     for s in &info.settings {
         let mut flags = Vec::new();
         if s.required {
@@ -223,14 +255,17 @@ fn print_detail(r: &PluginReport) {
         if let Some(w) = &s.only_when {
             flags.push(format!("when {} = {}", w.key, w.value));
         }
-        println!("  {:<26} {} [{}]", s.key, s.label, flags.join(", "));
-        println!("  {:<26} {}", "", s.help);
+        say(&format!(
+            "  {:<26} {} [{}]",
+            s.key,
+            s.label,
+            flags.join(", ")
+        ));
+        say(&format!("  {:<26} {}", "", s.help));
     }
-    println!();
-    println!("connection instructions:");
-    for line in info.instructions.lines() {
-        println!("  {line}");
-    }
+    say("");
+    say("connection instructions:");
+    let _ = indented(&mut std::io::stdout().lock(), "  ", &info.instructions);
 }
 
 /// `keelson:registry/auth@0.1.0` -> `auth`.

@@ -108,8 +108,8 @@ fn write_table(out: &mut impl std::io::Write, runs: &[RunInfo]) -> anyhow::Resul
         "RUN", "CONNECTION", "STATUS", "STARTED", "NEW", "RESOLVED"
     )?;
     for r in runs {
-        writeln!(
-            out,
+        // The note quotes the plugin's errors: the line is neutralised.
+        let row = format!(
             "{:>5}  {:<16}  {:<11}  {:<24}  {:>6}  {:>8}  {}",
             r.id,
             crate::issues::truncate(&r.connection, 16),
@@ -118,7 +118,46 @@ fn write_table(out: &mut impl std::io::Write, runs: &[RunInfo]) -> anyhow::Resul
             r.findings_new,
             r.findings_resolved,
             run_note(r)
-        )?;
+        );
+        crate::output::line(out, &row)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_run_shows_the_plugin_error_neutralised_on_its_line() {
+        let run = RunInfo {
+            id: RunId(5),
+            connection: "prod".into(),
+            trigger: "manual".into(),
+            requested_scope: Vec::new(),
+            covered_registries: None,
+            status: RunStatus::Failed,
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            finished_at: None,
+            images_seen: 0,
+            findings_new: 0,
+            findings_seen: 0,
+            findings_reopened: 0,
+            findings_updated: 0,
+            findings_resolved: 0,
+            error: Some("from plugin: denied\x1b]52;c;SGk=\x07\nforged".into()),
+            coverage: None,
+            held: None,
+            accepted_at: None,
+            accepted_by: None,
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &[run]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.ends_with("  from plugin: denied\\u{1b}]52;c;SGk=\\u{7}\\u{a}forged\n"),
+            "{text}"
+        );
+    }
 }

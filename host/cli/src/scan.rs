@@ -15,6 +15,7 @@ use clap::Args;
 use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use keelson_config::Schedule;
+use keelson_core::text::for_terminal;
 use keelson_scan::{PagingPolicy, Progress, ScanRequest, ScanSummary, scan_with_policy};
 use keelson_store::{IngestCounts, RunId, RunStatus, RunTrigger};
 
@@ -84,7 +85,7 @@ fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
 
 #[allow(clippy::print_stderr, reason = "status for the operator")]
 fn note(line: &str) {
-    eprintln!("{line}");
+    eprintln!("{}", for_terminal(line));
 }
 
 pub(crate) async fn scan_cmd(app: &mut App, args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -260,6 +261,7 @@ impl Progress for Bars {
     }
 
     fn registry_started(&mut self, registry: &str, repositories: usize) {
+        let registry = for_terminal(registry);
         self.bar.set_message(format!(
             "{registry}: {repositories} repositories · {} images so far",
             self.images
@@ -268,6 +270,7 @@ impl Progress for Bars {
 
     fn repository_done(&mut self, registry: &str, repository: &str, images: u64) {
         self.images += images;
+        let (registry, repository) = (for_terminal(registry), for_terminal(repository));
         self.bar
             .set_message(format!("{registry}/{repository} · {} images", self.images));
     }
@@ -286,12 +289,13 @@ impl Progress for Bars {
     }
 
     fn problem(&mut self, what: &str, reason: &str) {
-        self.bar
-            .println(format!("  ! {}: {what}: {reason}", self.name));
+        let line = format!("  ! {}: {what}: {reason}", self.name);
+        self.bar.println(for_terminal(&line));
     }
 }
 
-#[allow(clippy::print_stdout, reason = "command output")]
+/// The summary of one run; the reasons in it are often the plugin's words, so each line goes
+/// out through [`say`].
 fn print_summary(s: &ScanSummary) {
     let r = &s.run;
     let mark = match r.status {
@@ -299,28 +303,28 @@ fn print_summary(s: &ScanSummary) {
         RunStatus::Partial | RunStatus::Held => "!",
         _ => "✘",
     };
-    println!(
+    say(&format!(
         "{mark} scan of `{}` {} in {:.1} s (run {})",
         r.connection,
         r.status,
         s.elapsed.as_secs_f64(),
         r.id
-    );
+    ));
     if let Some(err) = &r.error
         && r.status != RunStatus::Partial
     {
-        println!("  reason: {err}");
+        say(&format!("  reason: {err}"));
     }
-    println!("  coverage: {}", s.coverage.summary());
-    println!(
+    say(&format!("  coverage: {}", s.coverage.summary()));
+    say(&format!(
         "  registries: {} selected of {}, {} covered · repositories: {} · images: {}",
         s.registries_selected,
         s.registries_total,
         s.covered.len(),
         s.repositories,
         s.images
-    );
-    println!(
+    ));
+    say(&format!(
         "  findings: {} new · {} seen · {} updated · {} reopened · {} resolved   ({} read, {} kept)",
         r.findings_new,
         r.findings_seen,
@@ -329,17 +333,17 @@ fn print_summary(s: &ScanSummary) {
         r.findings_resolved,
         s.findings_read,
         s.findings_kept
-    );
+    ));
     if let Some(held) = &r.held {
-        println!("  held: {}", held.reason);
-        println!(
+        say(&format!("  held: {}", held.reason));
+        say(&format!(
             "  nothing was resolved; if the drop is real: `keelson runs accept {}`",
             r.id
-        );
+        ));
     }
-    println!("  requests: {}", s.requests);
+    say(&format!("  requests: {}", s.requests));
     let e = &s.enrichment;
-    println!(
+    say(&format!(
         "  enrichment: {} images described · {} findings evaluated · {} re-prioritised{}",
         s.images_described,
         e.evaluated,
@@ -349,18 +353,22 @@ fn print_summary(s: &ScanSummary) {
         } else {
             String::new()
         }
-    );
+    ));
     if let Some(reason) = &s.coverage.registry_listing {
-        println!("  not complete (registries not listed stay as they were): {reason}");
+        say(&format!(
+            "  not complete (registries not listed stay as they were): {reason}"
+        ));
     }
     for u in &s.uncovered {
-        println!(
+        say(&format!(
             "  not covered (nothing resolved there): {}: {}",
             u.registry, u.reason
-        );
+        ));
     }
     if let Some(reason) = &s.coverage.findings {
-        println!("  findings not complete (nothing resolved): {reason}");
+        say(&format!(
+            "  findings not complete (nothing resolved): {reason}"
+        ));
     }
 }
 

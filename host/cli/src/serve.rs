@@ -16,9 +16,10 @@ use keelson_config::Config;
 use keelson_core::{Account, ConnectorInfo};
 use keelson_scan::{PagingPolicy, Progress, ScanSummary};
 use keelson_server::{
-    AppState, Backend, BackendError, BoxFuture, ConnectRequest, LocationReport, ServerConfig,
+    AppState, Backend, BackendError, BoxFuture, ConnectRequest, LocationReport, PublicUrl,
+    ServerConfig,
 };
-use keelson_store::{RunTrigger, Store};
+use keelson_store::{RunTrigger, SelectionRule, Store};
 use tokio::sync::Mutex;
 
 use crate::app::{ACTOR, App};
@@ -35,6 +36,11 @@ pub(crate) struct ServeArgs {
     /// repeatable. Anything else is refused, so a rebinding DNS name reaches nothing.
     #[arg(long, value_name = "HOST:PORT")]
     allowed_host: Vec<String>,
+    /// The URL users reach the page by, when a TLS proxy serves it (`https://keelson.example.com`):
+    /// its host is answered to, and with `https://` the session cookie is `Secure` and changes
+    /// are accepted only from that origin.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
 }
 
 /// `keelson token`.
@@ -113,18 +119,25 @@ pub(crate) async fn serve_cmd(
             "warning: listening on `{addr}`, which is not loopback; put TLS in front of it"
         ));
     }
+    let mut server = ServerConfig::new(addr);
+    server.allowed_hosts.extend(args.allowed_host);
+    if let Some(url) = &args.public_url {
+        server = server.with_public_url(PublicUrl::parse(url).context("invalid `--public-url`")?);
+    }
     let store = Store::open(&app.config.host.database)?;
-    let backend = CliBackend {
+    let backend = Arc::new(CliBackend {
         inner: Arc::new(Inner {
             config: app.config.clone(),
             master_key,
             app: Mutex::new(app),
             plugins: Mutex::new(None),
         }),
-    };
-    let mut server = ServerConfig::new(addr);
-    server.allowed_hosts.extend(args.allowed_host);
-    let state = AppState::new(server, store, Arc::new(backend));
+    });
+    // Describe the plugins now, so no viewer's page is what first loads one.
+    if let Err(err) = backend.plugins().await {
+        tracing::warn!(error = ?err, "describing the plugins failed");
+    }
+    let state = AppState::new(server, store, backend);
     say(&format!("serving on http://{addr}"));
     keelson_server::serve(state, listener, async {
         let _ = tokio::signal::ctrl_c().await;
@@ -257,6 +270,10 @@ impl Backend for CliBackend {
             .config
             .connection(name)
             .map(|_| self.inner.config.source.display().to_string())
+    }
+
+    fn declared_rules(&self, name: &str) -> Vec<SelectionRule> {
+        crate::app::declared_rules(&self.inner.config, name)
     }
 
     fn scan(

@@ -156,7 +156,7 @@ async fn a_connector_that_breaks_the_contract_fails_the_runner() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("FAIL load: plugin `future-version` targets `keelson:registry@9.0.0`, but this host supports `keelson:registry@0.1.0`"),
+        stdout.contains("FAIL load: plugin `future-version` targets `keelson:registry@9.0.0`, but this host supports `keelson:registry@0.2.0` (it accepts `0.2.x` up to `0.2.0` and `0.1.x` up to `0.1.0`); rebuild the plugin against `0.2.0`"),
         "{stdout}"
     );
 }
@@ -240,6 +240,8 @@ async fn the_python_connector_passes_conformance_and_reports_the_feed() {
             allowed_hosts: vec![grant.clone()],
             limits: PluginLimits::default(),
             enabled: true,
+            // The Python connector is still built against 0.1.0.
+            allow_plaintext_secrets: true,
         })
         .await
         .expect("the Python connector loads");

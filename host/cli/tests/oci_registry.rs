@@ -564,6 +564,7 @@ async fn connect_with(
         allowed_hosts: grants.clone(),
         limits: PluginLimits::default(),
         enabled: true,
+        allow_plaintext_secrets: false,
     };
     let plugin = runtime.load(&spec).await.expect("the connector loads");
     let kv = |k: &str, v: &str| KeyValue {

@@ -35,7 +35,8 @@ fn keelson(config: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A config with the well-behaved fixture and four bad components, each as its own plugin.
+/// A config with the well-behaved fixture (a 0.1.0 component, allowed its plaintext secrets),
+/// the same file without that allowance, and four bad components, each as its own plugin.
 fn config_with_fixtures(dir: &Path) -> PathBuf {
     let well_behaved = component("well_behaved.wasm");
     let bytes = std::fs::read(&well_behaved).unwrap();
@@ -53,6 +54,11 @@ cache_dir = "{cache}"
 id = "well-behaved"
 path = "{well_behaved}"
 allowed_hosts = ["https://example.test"]
+allow_plaintext_secrets = true
+
+[[plugin]]
+id = "plaintext-not-allowed"
+path = "{well_behaved}"
 
 [[plugin]]
 id = "pinned-wrong"
@@ -115,6 +121,7 @@ fn list_shows_the_fixtures_and_refuses_each_bad_component_with_its_reason() {
         );
     }
     assert_eq!(good["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(good["secrets"], "plaintext");
 
     let refused = |id: &str, needle: &str| {
         let p = by_id(id);
@@ -129,6 +136,7 @@ fn list_shows_the_fixtures_and_refuses_each_bad_component_with_its_reason() {
     refused("core-module", "core WebAssembly module");
     refused("truncated", "not a valid component");
     refused("future-version", "keelson:registry@9.0.0");
+    refused("plaintext-not-allowed", "allow_plaintext_secrets = true");
 }
 
 #[test]
@@ -144,6 +152,10 @@ fn table_output_names_versions_and_inspect_shows_the_connector() {
     assert!(
         line.contains("auth,enumeration,scanning,enrichment"),
         "{line}"
+    );
+    assert!(
+        table.contains("secrets: PLAINTEXT: built for keelson:registry@0.1.0"),
+        "a plugin allowed plaintext secrets says why that is dangerous:\n{table}"
     );
 
     let (ok, detail, stderr) = keelson(&config, &["plugins", "inspect", "well-behaved"]);

@@ -431,11 +431,17 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
         );
         assert!(b.text("#verify-result").starts_with('✔'));
 
-        // The gear: the locations tree; untick one repository and save.
+        // The gear: what scans stored (nothing yet), then the tree listed live through the
+        // plugin, which is an operator's button; untick one repository and save.
         b.click("[data-action=locations]");
         b.wait(
-            "document.querySelectorAll('#locations input.repo').length > 1",
-            "the locations tree",
+            "document.querySelector('#locations [data-source=stored]')",
+            "the stored locations",
+        );
+        b.click("#locations [data-action=locations-live]");
+        b.wait(
+            "document.querySelector('#locations [data-source=live]') && document.querySelectorAll('#locations input.repo').length > 1",
+            "the locations tree listed live",
         );
         let unticked = b.js(
             "const r = document.querySelector('#locations input.repo'); r.click(); return r.dataset.registry + '/' + r.dataset.repository;",
@@ -459,8 +465,8 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
         );
         b.click("[data-action=locations]");
         b.wait(
-            "document.querySelectorAll('#locations input.repo').length > 1",
-            "the locations tree again",
+            "document.querySelector('#locations [data-source=stored]') && document.querySelectorAll('#locations input.repo').length > 1",
+            "the locations tree again, as the scan stored it",
         );
         b.screenshot("connection.png");
         b.go(&format!("{base}/connectors"));

@@ -188,6 +188,10 @@ pub enum Problem {
         path.display()
     )]
     FileOutsideSecretsDir { key: String, path: PathBuf },
+    #[error(
+        "secret `{key}` reads `{reference}`, where Keelson's master key comes from (it seals every stored secret), and a connector is never given it; expected the connection's own credential, e.g. `env:KEELSON_<NAME>`"
+    )]
+    SecretIsMasterKey { key: String, reference: String },
     #[error("`{0}` is in both `settings` and `secrets`; expected each key in one of them")]
     KeyInBothTables(String),
     #[error("`{key}` is empty; expected {expected}")]

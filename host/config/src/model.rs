@@ -31,6 +31,13 @@ pub struct Config {
     pub compliance: Vec<keelson_enrich::ControlRule>,
 }
 
+/// The environment variable the master key is read from; when it is unset, the key is the
+/// [`MASTER_KEY_FILE`] beside the database. Neither may be a connection's secret.
+pub const MASTER_KEY_ENV: &str = "KEELSON_MASTER_KEY";
+
+/// The master key file's name, in the database's folder ([`master_key_file`]).
+pub const MASTER_KEY_FILE: &str = "master.key";
+
 /// `[host]`: settings of the Keelson process itself.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
@@ -47,6 +54,22 @@ pub struct HostSettings {
     pub resolve: Vec<ResolvePin>,
     /// Folder that `file:` secret references must stay inside (default: the config file's folder).
     pub secrets_dir: PathBuf,
+}
+
+/// Where the master key of the store at `database` is kept when [`MASTER_KEY_ENV`] is unset:
+/// [`MASTER_KEY_FILE`] beside it.
+pub fn master_key_file(database: &Path) -> PathBuf {
+    database
+        .parent()
+        .unwrap_or_else(|| Path::new(""))
+        .join(MASTER_KEY_FILE)
+}
+
+impl HostSettings {
+    /// [`master_key_file`] of this database.
+    pub fn master_key_file(&self) -> PathBuf {
+        master_key_file(&self.database)
+    }
 }
 
 /// One `[host.resolve]` entry.
@@ -155,6 +178,9 @@ pub struct PluginSpec {
     pub limits: PluginLimits,
     /// `enabled = false` keeps the entry but loads nothing.
     pub enabled: bool,
+    /// `allow_plaintext_secrets = true` lets a plugin built for contract 0.1.0 load, although
+    /// that contract hands it secret values in plaintext (0.2.0 seals them).
+    pub allow_plaintext_secrets: bool,
 }
 
 /// Resource limits of one plugin instance.
@@ -205,9 +231,11 @@ impl SecretRef {
     /// for (named in errors; the text itself is never echoed unless it is a well-formed reference).
     ///
     /// `env:NAME` must name a `KEELSON_` variable, so a config can never ask for `PATH` or
-    /// another tool's credentials. A `file:` path is checked lexically here: relative paths are
-    /// read from `secrets_dir`, absolute ones must lie inside it, and `..` may not climb out.
-    /// Symlinks are checked when the file is read, by [`resolve_secret_file`](crate::resolve_secret_file).
+    /// another tool's credentials, and not [`MASTER_KEY_ENV`]. A `file:` path is checked
+    /// lexically here: relative paths are read from `secrets_dir`, absolute ones must lie inside
+    /// it, and `..` may not climb out. Symlinks are checked when the file is read, by
+    /// [`resolve_secret_file`](crate::resolve_secret_file); whether the path is the master key
+    /// file, by [`SecretRef::check_not_master_key`].
     pub fn parse(key: &str, text: &str, secrets_dir: &Path) -> Result<Self, Problem> {
         if text == "prompt" {
             return Ok(Self::Prompt);
@@ -223,6 +251,12 @@ impl SecretRef {
                 return Err(Problem::EnvOutsidePrefix {
                     key: key.to_owned(),
                     name: name.to_owned(),
+                });
+            }
+            if name == MASTER_KEY_ENV {
+                return Err(Problem::SecretIsMasterKey {
+                    key: key.to_owned(),
+                    reference: text.to_owned(),
                 });
             }
             return Ok(Self::Env(name.to_owned()));
@@ -255,6 +289,34 @@ impl SecretRef {
             return Ok(Self::File(resolved));
         }
         Err(Problem::PlainSecret(key.to_owned()))
+    }
+}
+
+impl SecretRef {
+    /// Refuses a reference to the master key: `env:KEELSON_MASTER_KEY`, or a `file:` path to
+    /// `host`'s master key file, compared by path (the file need not exist yet). `key` is the
+    /// setting, named in the error. The reader of the secret checks again on the file itself,
+    /// through links.
+    pub fn check_not_master_key(&self, key: &str, host: &HostSettings) -> Result<(), Problem> {
+        let normal = |p: &Path| {
+            std::path::absolute(p)
+                .ok()
+                .and_then(|p| normalize_lexically(&p))
+        };
+        let is_key = match self {
+            Self::Env(name) => name == MASTER_KEY_ENV,
+            Self::File(path) => {
+                normal(path).is_some_and(|p| Some(p) == normal(&host.master_key_file()))
+            }
+            Self::Prompt => false,
+        };
+        if is_key {
+            return Err(Problem::SecretIsMasterKey {
+                key: key.to_owned(),
+                reference: self.to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -596,6 +658,59 @@ mod tests {
     }
 
     #[test]
+    fn the_master_key_is_never_a_connection_secret() {
+        let dir = Path::new("/srv/secrets");
+        assert_eq!(
+            SecretRef::parse("client_secret", "env:KEELSON_MASTER_KEY", dir),
+            Err(Problem::SecretIsMasterKey {
+                key: "client_secret".to_owned(),
+                reference: "env:KEELSON_MASTER_KEY".to_owned()
+            })
+        );
+        // A variable that merely starts like it is another variable.
+        assert!(SecretRef::parse("k", "env:KEELSON_MASTER_KEY_2", dir).is_ok());
+
+        let host = HostSettings {
+            database: PathBuf::from("/srv/secrets/state/keelson.db"),
+            cache_dir: PathBuf::new(),
+            extra_ca_certs: Vec::new(),
+            proxy: None,
+            resolve: Vec::new(),
+            secrets_dir: dir.to_path_buf(),
+        };
+        assert_eq!(
+            host.master_key_file(),
+            Path::new("/srv/secrets/state/master.key")
+        );
+        for text in [
+            "file:state/master.key",
+            "file:./state/../state/master.key",
+            "file:/srv/secrets/state/master.key",
+        ] {
+            let reference = SecretRef::parse("client_secret", text, dir).unwrap();
+            let err = reference
+                .check_not_master_key("client_secret", &host)
+                .unwrap_err();
+            assert!(
+                matches!(&err, Problem::SecretIsMasterKey { key, .. } if key == "client_secret"),
+                "{text}: {err:?}"
+            );
+            assert!(err.to_string().contains("master key"), "{err}");
+        }
+        let env = SecretRef::Env(MASTER_KEY_ENV.to_owned());
+        assert!(env.check_not_master_key("k", &host).is_err());
+        for text in [
+            "file:state/other.key",
+            "file:master.key",
+            "env:KEELSON_X",
+            "prompt",
+        ] {
+            let reference = SecretRef::parse("k", text, dir).unwrap();
+            assert_eq!(reference.check_not_master_key("k", &host), Ok(()), "{text}");
+        }
+    }
+
+    #[test]
     fn a_plain_value_where_a_reference_belongs_is_refused_without_echo() {
         let err = SecretRef::parse("client_secret", "s3cr3t-value", Path::new("/srv")).unwrap_err();
         assert_eq!(err, Problem::PlainSecret("client_secret".to_owned()));
@@ -632,6 +747,7 @@ mod tests {
             allowed_hosts: Vec::new(),
             limits: PluginLimits::default(),
             enabled: true,
+            allow_plaintext_secrets: false,
         };
         let config = Config {
             source: PathBuf::from("plugins.toml"),

@@ -114,7 +114,7 @@ pub(crate) fn validate(wire: FileWire, src: &Source<'_>) -> Result<Config, Error
     let mut connections = Vec::with_capacity(wire.connection.len());
     let mut first_lines: BTreeMap<String, usize> = BTreeMap::new();
     for entry in wire.connection {
-        let spec = connection(entry, &known, &host.secrets_dir, src, &mut first_lines)?;
+        let spec = connection(entry, &known, &host, src, &mut first_lines)?;
         connections.push(spec);
     }
 
@@ -220,7 +220,13 @@ fn default_host(src: &Source<'_>) -> HostSettings {
         extra_ca_certs: Vec::new(),
         proxy: None,
         resolve: Vec::new(),
-        secrets_dir: src.base.to_path_buf(),
+        // A config named without a folder (`plugins.toml`) has the empty path as its base, which
+        // cannot be resolved when a `file:` secret is read: it means the working folder.
+        secrets_dir: if src.base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            src.base.to_path_buf()
+        },
     }
 }
 
@@ -245,8 +251,9 @@ fn check_resolve_name(name: &str) -> Option<String> {
 }
 
 fn check_proxy(value: &str) -> Result<String, Problem> {
+    // The value is echoed, so whatever could be a password (`user:pass@`) is hidden first.
     let bad = |reason| Problem::BadProxy {
-        value: value.to_owned(),
+        value: without_userinfo(value),
         reason,
     };
     let url = url::Url::parse(value).map_err(|_| bad("it is not a URL"))?;
@@ -263,6 +270,17 @@ fn check_proxy(value: &str) -> Result<String, Problem> {
         return Err(bad("a proxy URL has no path, query or fragment"));
     }
     Ok(value.to_owned())
+}
+
+/// `text` with whatever stands before an `@` (a URL's `user:password@`) hidden.
+fn without_userinfo(text: &str) -> String {
+    match text.rsplit_once('@') {
+        Some((before, host)) => {
+            let scheme = before.find("://").map_or("", |i| &before[..i + 3]);
+            format!("{scheme}***@{host}")
+        }
+        None => text.to_owned(),
+    }
 }
 
 fn plugin(wire: &PluginWire, src: &Source<'_>) -> Result<PluginSpec, Error> {
@@ -337,13 +355,14 @@ fn plugin(wire: &PluginWire, src: &Source<'_>) -> Result<PluginSpec, Error> {
         allowed_hosts,
         limits,
         enabled: wire.enabled.unwrap_or(true),
+        allow_plaintext_secrets: wire.allow_plaintext_secrets.unwrap_or(false),
     })
 }
 
 fn connection(
     wire: ConnectionWire,
     known: &[PluginId],
-    secrets_dir: &Path,
+    host: &HostSettings,
     src: &Source<'_>,
     first_lines: &mut BTreeMap<String, usize>,
 ) -> Result<ConnectionSpec, Error> {
@@ -414,7 +433,11 @@ fn connection(
                 Problem::SecretNotAString(key.get_ref().clone()),
             ));
         };
-        let secret = SecretRef::parse(key.get_ref(), text, secrets_dir)
+        let secret = SecretRef::parse(key.get_ref(), text, &host.secrets_dir)
+            .and_then(|secret| {
+                secret.check_not_master_key(key.get_ref(), host)?;
+                Ok(secret)
+            })
             .map_err(|problem| src.err(&value.span(), problem))?;
         secrets.insert(key.get_ref().clone(), secret);
     }
@@ -573,6 +596,17 @@ mod tests {
                 matches!(check_proxy(bad), Err(Problem::BadProxy { .. })),
                 "{bad}"
             );
+        }
+        // A password is never echoed, whatever else is wrong with the value.
+        for bad in [
+            "http://u:hunter2@proxy:3128",
+            "u:hunter2@proxy:3128",
+            "socks5://u:hunter2@proxy:1080",
+            "http://u:hunter2@proxy:3128/x",
+        ] {
+            let message = check_proxy(bad).unwrap_err().to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("***@proxy"), "{message}");
         }
     }
 }

@@ -131,6 +131,7 @@ pub(crate) struct PluginWire {
     pub(crate) max_concurrent_requests: Option<S<u64>>,
     pub(crate) max_response_mb: Option<S<u64>>,
     pub(crate) enabled: Option<bool>,
+    pub(crate) allow_plaintext_secrets: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

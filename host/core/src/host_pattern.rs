@@ -150,6 +150,48 @@ impl HostPattern {
         }
     }
 
+    /// Whether every destination this pattern admits is admitted by `outer` too: a secret's
+    /// hosts must lie inside the plugin's grant.
+    pub fn within(&self, outer: &Self) -> bool {
+        let scheme_ok = match (&outer.scheme, &self.scheme) {
+            (PatternPart::Any, _) => true,
+            (PatternPart::Exact(o), PatternPart::Exact(s)) => o == s,
+            (PatternPart::Exact(_), PatternPart::Any) => false,
+        };
+        // A port left out means each scheme's default; compare what each admits per scheme.
+        let schemes: &[&str] = match &self.scheme {
+            PatternPart::Exact(s) => &[s.as_str()][..],
+            PatternPart::Any => &["http", "https"],
+        };
+        let port_ok = schemes.iter().all(|scheme| {
+            let port = |p: &Option<PatternPart<u16>>| match p {
+                Some(PatternPart::Any) => None,
+                Some(PatternPart::Exact(n)) => Some(*n),
+                None => default_port(scheme),
+            };
+            match (&outer.port, port(&self.port)) {
+                (Some(PatternPart::Any), _) => true,
+                (_, None) => false,
+                (o, Some(mine)) => port(o) == Some(mine),
+            }
+        });
+        let host_ok = match (&outer.host, &self.host) {
+            (HostMatch::Any, _) => true,
+            (HostMatch::Exact(o), HostMatch::Exact(h)) => o == h,
+            (HostMatch::Below(o), HostMatch::Exact(h)) => {
+                h.len() > o.len() && h.ends_with(o.as_str())
+            }
+            (HostMatch::Below(o), HostMatch::Below(h)) => h.ends_with(o.as_str()),
+            _ => false,
+        };
+        scheme_ok && port_ok && host_ok
+    }
+
+    /// Whether the host part is `*.suffix` (any name below a suffix).
+    pub fn is_subdomain_wildcard(&self) -> bool {
+        matches!(self.host, HostMatch::Below(_))
+    }
+
     /// Whether the host part is an exact name (not `*` or `*.suffix`).
     pub fn exact_host(&self) -> Option<&str> {
         match &self.host {
@@ -316,5 +358,41 @@ mod tests {
             msg,
             "`management.azure.com` has no scheme; expected `scheme://host[:port]`, e.g. `https://*.azurecr.io`"
         );
+    }
+
+    #[test]
+    fn a_pattern_lies_within_a_wider_one_only_when_it_admits_nothing_more() {
+        let p = |t: &str| HostPattern::parse(t).unwrap();
+        let within = |inner: &str, outer: &str| p(inner).within(&p(outer));
+        assert!(within(
+            "https://login.example.com",
+            "https://login.example.com"
+        ));
+        assert!(within("https://a.azurecr.io", "https://*.azurecr.io"));
+        assert!(within("https://*.eu.azurecr.io", "https://*.azurecr.io"));
+        assert!(within(
+            "https://login.example.com",
+            "https://login.example.com:443"
+        ));
+        assert!(within("https://x.example:8443", "*://*:*"));
+        assert!(!within("https://azurecr.io", "https://*.azurecr.io"));
+        assert!(!within("https://*.azurecr.io", "https://a.azurecr.io"));
+        assert!(!within(
+            "http://login.example.com",
+            "https://login.example.com"
+        ));
+        assert!(!within(
+            "*://login.example.com",
+            "https://login.example.com"
+        ));
+        assert!(!within(
+            "https://login.example.com:*",
+            "https://login.example.com"
+        ));
+        assert!(!within(
+            "https://login.example.com:8443",
+            "https://login.example.com"
+        ));
+        assert!(!within("https://evil.example", "https://login.example.com"));
     }
 }

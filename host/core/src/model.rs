@@ -85,6 +85,10 @@ pub struct SettingSpec {
     pub default_value: Option<String>,
     pub choices: Vec<String>,
     pub only_when: Option<KeyValue>,
+    /// For a secret (contract 0.2.0): the host patterns its value may be sent to, as the plugin
+    /// declared them; empty means the plugin's exact-host grants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_hosts: Vec<String>,
 }
 
 /// What a connector says about itself (mirrors WIT `connector-info`).
@@ -107,11 +111,51 @@ pub struct Account {
     pub details: Vec<KeyValue>,
 }
 
-/// A page of items and the cursor of the next one.
+/// A page of items, the cursor of the next one, and the parts of the listing's scope this page
+/// could not read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
+    /// Parts of the scope that could not be read (a forbidden project): the listing is
+    /// incomplete, the items it did return are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+}
+
+impl<T> Page<T> {
+    /// A page with no gaps.
+    pub fn new(items: Vec<T>, next: Option<String>) -> Self {
+        Self {
+            items,
+            next,
+            gaps: Vec::new(),
+        }
+    }
+}
+
+/// A part of a listing's scope that could not be read (contract 0.2.0 `gap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The registry it is in; `None` when it is not inside one.
+    pub registry: Option<String>,
+    /// The repository path prefix it covers (`team-a` covers `team-a/*`); `None` for the whole
+    /// registry.
+    pub namespace: Option<String>,
+    /// Why, as the connector reported it.
+    pub error: crate::ConnectorError,
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.registry, &self.namespace) {
+            (Some(r), Some(n)) => write!(f, "`{r}/{n}/*`")?,
+            (Some(r), None) => write!(f, "`{r}`")?,
+            (None, Some(n)) => write!(f, "`{n}`")?,
+            (None, None) => f.write_str("part of the listing")?,
+        }
+        write!(f, ": {}", self.error)
+    }
 }
 
 /// A container registry, keyed by its login server.

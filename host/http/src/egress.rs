@@ -1,7 +1,7 @@
 //! The gate itself: one shared client per process ([`Egress`]) and one [`EgressSession`] per
 //! connection run, which checks, resolves, pins, sends, retries and follows redirects.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,9 @@ use url::{Host, Url};
 use crate::resolve::{CheckedAddrs, Lookup, PinnedResolver, Pins, UncheckedName};
 use crate::retry::{self, Attempt, RetryPolicy};
 use crate::secrets::Needles;
-use crate::{EgressSettings, Error, Grant, HttpError, Request, Response, redact_userinfo};
+use crate::{
+    EgressSettings, Error, Grant, HttpError, Request, Response, SealedUse, redact_userinfo,
+};
 
 /// Response headers a server may send at most (hyper's own parse limit).
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -61,6 +63,9 @@ struct Shared {
     retry: RetryPolicy,
     max_redirects: usize,
     max_header_bytes: usize,
+    /// Per plugin and connection: the hosts its listings named (login servers). A host that
+    /// only a wildcard grant admits must be one of them (T42).
+    discovered: std::sync::Mutex<HashMap<(String, String), HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Egress {
@@ -123,6 +128,7 @@ impl Egress {
                 retry: settings.retry,
                 max_redirects: settings.max_redirects,
                 max_header_bytes: settings.max_header_bytes,
+                discovered: std::sync::Mutex::default(),
             }),
         })
     }
@@ -276,6 +282,45 @@ impl EgressSession {
         &self.inner.grant
     }
 
+    /// Records that a listing of this connection named `registry` (`host[:port]`): from now on
+    /// a wildcard grant admits that host for every session of the plugin and connection.
+    pub fn admit(&self, registry: &str) {
+        let Some(connection) = &self.inner.grant.connection else {
+            return;
+        };
+        let host = registry
+            .rsplit_once(':')
+            .filter(|(_, port)| port.parse::<u16>().is_ok())
+            .map_or(registry, |(host, _)| host);
+        let key = (self.inner.grant.plugin.clone(), connection.clone());
+        let mut discovered = self
+            .inner
+            .egress
+            .discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        discovered
+            .entry(key)
+            .or_default()
+            .insert(keelson_core::normalize_host(host));
+    }
+
+    /// Whether a listing of this connection named `host`.
+    fn discovered(&self, host: &str) -> bool {
+        let Some(connection) = &self.inner.grant.connection else {
+            return false;
+        };
+        let discovered = self
+            .inner
+            .egress
+            .discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        discovered
+            .get(&(self.inner.grant.plugin.clone(), connection.clone()))
+            .is_some_and(|hosts| hosts.contains(&keelson_core::normalize_host(host)))
+    }
+
     async fn follow(&self, request: Request, deadline: Instant) -> Result<Response, HttpError> {
         let mut method = check_method(request.method)?;
         let mut url = Url::parse(&request.url)
@@ -286,7 +331,9 @@ impl EgressSession {
         let mut hops = 0;
         loop {
             url.set_fragment(None);
-            let dest = self.check(&method, &url, &headers, &body).await?;
+            let dest = self
+                .check(&method, &url, &headers, &body, &request.sealed)
+                .await?;
             visited.insert(url.to_string());
             let (status, resp_headers, resp_body) = self
                 .exchange(&dest, &method, &url, &headers, &body, deadline)
@@ -337,6 +384,7 @@ impl EgressSession {
         url: &Url,
         headers: &HeaderMap,
         body: &[u8],
+        sealed: &[SealedUse],
     ) -> Result<Destination, HttpError> {
         let scheme = url.scheme();
         if !matches!(scheme, "http" | "https") {
@@ -361,12 +409,35 @@ impl EgressSession {
             Host::Ipv6(ip) => ip.to_string(),
         };
         let grant = &self.inner.grant;
-        if !grant
+        let matching: Vec<&crate::HostPattern> = grant
             .allowed_hosts
             .iter()
-            .any(|p| p.matches(scheme, &host_text, port))
-        {
+            .filter(|p| p.matches(scheme, &host_text, port))
+            .collect();
+        let Some(first) = matching.first().map(ToString::to_string) else {
             let reason = format!("host-not-allowed: `{origin}` matches no allowed host");
+            return Err(self.deny(method, &origin, reason));
+        };
+        // A wildcard grant (`https://*.azurecr.io`) admits only the hosts this connection's
+        // listings named, not every name under the suffix.
+        let only_wildcards = matching.iter().all(|p| p.is_subdomain_wildcard());
+        if grant.confine_wildcards && only_wildcards && !self.discovered(&host_text) {
+            let reason = format!(
+                "host-not-discovered: `{origin}` matches only the wildcard grant `{first}`, and no listing of this connection named it; a wildcard admits the registries the connection lists"
+            );
+            return Err(self.deny(method, &origin, reason));
+        }
+        if let Some(secret) = sealed.iter().find(|secret| {
+            !secret
+                .allowed_hosts
+                .iter()
+                .any(|p| p.matches(scheme, &host_text, port))
+        }) {
+            let reason = format!(
+                "secret-egress-denied: `{}` may not be sent to `{origin}`; it is bound to {}",
+                secret.name,
+                bound_hosts(&secret.allowed_hosts)
+            );
             return Err(self.deny(method, &origin, reason));
         }
         for needle in &self.inner.needles {
@@ -706,6 +777,15 @@ fn error_chain(error: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
+/// `a`, `b` or `c`, for a refusal naming where a secret may go.
+fn bound_hosts(hosts: &[crate::HostPattern]) -> String {
+    if hosts.is_empty() {
+        return "no host".to_owned();
+    }
+    let names: Vec<String> = hosts.iter().map(|h| format!("`{h}`")).collect();
+    names.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,7 +866,7 @@ mod tests {
         let session = egress.session(grant);
         let url = Url::parse("https://rebind.example/").unwrap();
         let dest = session
-            .check(&Method::GET, &url, &HeaderMap::new(), &[])
+            .check(&Method::GET, &url, &HeaderMap::new(), &[], &[])
             .await
             .unwrap();
         let (host, addrs) = dest.pinned.clone().unwrap();
@@ -812,7 +892,7 @@ mod tests {
         );
         // A fresh check sees the rebound answer and refuses it.
         let err = session
-            .check(&Method::GET, &url, &HeaderMap::new(), &[])
+            .check(&Method::GET, &url, &HeaderMap::new(), &[], &[])
             .await
             .err()
             .unwrap();
@@ -837,6 +917,7 @@ mod tests {
             headers: vec![],
             body: vec![],
             timeout: None,
+            sealed: vec![],
         };
         let future = session.send(request, Instant::now());
         is_send(&future);

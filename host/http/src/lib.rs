@@ -109,6 +109,10 @@ pub struct Grant {
     pub max_requests: u64,
     /// Secret values of the connection and where each may be sent.
     pub secrets: Vec<BoundSecret>,
+    /// Whether a `*.suffix` grant admits only the hosts this connection's listings named
+    /// ([`EgressSession::admit`](crate::EgressSession::admit)) rather than every name under the
+    /// suffix (T42). A `*` grant is the operator granting every host, and is never confined.
+    pub confine_wildcards: bool,
 }
 
 impl Default for Grant {
@@ -121,6 +125,7 @@ impl Default for Grant {
             max_concurrent_requests: 8,
             max_requests: 10_000,
             secrets: Vec::new(),
+            confine_wildcards: false,
         }
     }
 }
@@ -155,6 +160,17 @@ pub struct Request {
     /// The plugin's own bound for this request including retries; the caller's deadline still
     /// applies, whichever ends first.
     pub timeout: Option<Duration>,
+    /// The sealed secrets the runtime put into this request: every hop (redirects included)
+    /// must go to a host each of them is bound to.
+    pub sealed: Vec<SealedUse>,
+}
+
+/// A sealed secret whose value the runtime wrote into a request, and the hosts it may go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedUse {
+    /// What the secret is, for the refusal (`client_secret`, `access_token`); never the value.
+    pub name: String,
+    pub allowed_hosts: Vec<HostPattern>,
 }
 
 /// The final response, after redirects and retries.

@@ -61,6 +61,8 @@ async fn run() {
         allowed_hosts: Vec::new(),
         limits: PluginLimits::default(),
         enabled: true,
+        // The well-behaved fixture is built against 0.1.0.
+        allow_plaintext_secrets: true,
     };
     let size = std::fs::metadata(&spec.path).unwrap().len();
     println!("component: well_behaved.wasm, {size} bytes");

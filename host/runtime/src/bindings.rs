@@ -2,8 +2,9 @@
 //!
 //! A released version is frozen, so its bindings never change; the runtime converts each
 //! version's types into `keelson-core` (`convert`) and exposes every version through the one
-//! host-facing `keelson_connector::Connector` trait. Only 0.1.0 exists so far.
+//! host-facing `keelson_connector::Connector` trait.
 
 pub(crate) mod v0_1;
+pub(crate) mod v0_2;
 
-pub(crate) use v0_1::{RegistryConnector, RegistryConnectorPre, host_http, log, types};
+pub(crate) use v0_1::{host_http, log, types};

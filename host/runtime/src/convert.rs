@@ -12,6 +12,8 @@ use keelson_core::{
 use crate::bindings::types as wit;
 use crate::output::{Redactor, sanitize};
 
+pub(crate) mod v0_2;
+
 /// Upper bounds on values a plugin returns; a value over any of them is refused as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caps {
@@ -120,6 +122,7 @@ impl Caps {
                             })
                         })
                         .transpose()?,
+                    secret_hosts: Vec::new(),
                 })
             })?,
             instructions: self.text("instructions", i.instructions)?,

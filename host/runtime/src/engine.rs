@@ -11,15 +11,20 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
-use crate::bindings::{RegistryConnector, RegistryConnectorPre};
+use crate::bindings::{v0_1, v0_2};
 use crate::convert::Caps;
 use crate::error::{Error, Result};
 use crate::host::HostState;
+use crate::plugin::Pre;
 use crate::plugin::{Plugin, PluginMeta};
 
 /// The contract version this host implements. Components built against it or an older
 /// semver-compatible version are accepted; others are refused at load.
-pub const SUPPORTED_WIT_VERSION: &str = "0.1.0";
+pub const SUPPORTED_WIT_VERSION: &str = "0.2.0";
+
+/// Every contract version this host links, newest first. 0.1.0 hands secrets to the guest in
+/// plaintext, so a plugin built for it loads only when the operator allows that.
+const LINKED_WIT_VERSIONS: [&str; 2] = [SUPPORTED_WIT_VERSION, "0.1.0"];
 
 const PACKAGE: &str = "keelson:registry";
 
@@ -133,7 +138,9 @@ impl Runtime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::Engine(e.to_string()))?;
-        RegistryConnector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        v0_1::RegistryConnector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        v0_2::RegistryConnector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(e.to_string()))?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -203,15 +210,32 @@ impl Runtime {
 
         let component = self.component(&plugin, &path, &sha256, bytes).await?;
         let (wit_version, imports, exports) = self.contract(&component, &plugin)?;
-        let pre = self
+        if wit_version.starts_with("0.1.") && !spec.allow_plaintext_secrets {
+            return Err(Error::PlaintextSecrets {
+                plugin,
+                found: wit_version,
+            });
+        }
+        let link = |e: wasmtime::Error| Error::Link {
+            plugin: plugin.clone(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = self
             .inner
             .linker
             .instantiate_pre(&component)
-            .and_then(RegistryConnectorPre::new)
-            .map_err(|e| Error::Link {
-                plugin: plugin.clone(),
-                reason: format!("{e:#}"),
-            })?;
+            .map_err(link)?;
+        let pre = if wit_version.starts_with("0.1.") {
+            Pre::V0_1(v0_1::RegistryConnectorPre::new(instance_pre).map_err(link)?)
+        } else {
+            Pre::V0_2(v0_2::RegistryConnectorPre::new(instance_pre).map_err(link)?)
+        };
+        if matches!(pre, Pre::V0_1(_)) {
+            tracing::warn!(
+                plugin = %plugin,
+                "plugin targets `keelson:registry@{wit_version}`, which hands it secret values in plaintext; it is loaded because `allow_plaintext_secrets = true`, and only the egress gate's byte matching stands between a hostile build and the secrets; rebuild it against {SUPPORTED_WIT_VERSION}"
+            );
+        }
         let meta = PluginMeta {
             spec: spec.clone(),
             sha256,
@@ -327,7 +351,10 @@ impl Runtime {
                 });
             }
         };
-        if !compatible(&found) {
+        if !LINKED_WIT_VERSIONS
+            .iter()
+            .any(|ours| compatible(&found, ours))
+        {
             return Err(Error::UnsupportedVersion {
                 plugin: plugin.to_owned(),
                 found,
@@ -371,7 +398,7 @@ fn contract_version(name: &str) -> Option<&str> {
 
 /// Semver compatibility as the component model's linker applies it: same major, and for 0.x
 /// the same minor. Pre-release and build suffixes never match.
-fn compatible(version: &str) -> bool {
+fn compatible(version: &str, ours: &str) -> bool {
     let parts = |v: &str| -> Option<(u64, u64, u64)> {
         let mut it = v.split('.');
         let p = (
@@ -381,7 +408,7 @@ fn compatible(version: &str) -> bool {
         );
         it.next().is_none().then_some(p)
     };
-    let (Some(found), Some(ours)) = (parts(version), parts(SUPPORTED_WIT_VERSION)) else {
+    let (Some(found), Some(ours)) = (parts(version), parts(ours)) else {
         return false;
     };
     if ours.0 == 0 {
@@ -393,12 +420,18 @@ fn compatible(version: &str) -> bool {
 
 /// Says in words which versions [`compatible`] accepts.
 fn compatible_range() -> String {
-    let mut it = SUPPORTED_WIT_VERSION.split('.');
-    match (it.next(), it.next()) {
-        (Some("0"), Some(minor)) => format!("`0.{minor}.x` up to `{SUPPORTED_WIT_VERSION}`"),
-        (Some(major), _) => format!("`{major}.x` up to `{SUPPORTED_WIT_VERSION}`"),
-        _ => format!("`{SUPPORTED_WIT_VERSION}`"),
-    }
+    let ranges: Vec<String> = LINKED_WIT_VERSIONS
+        .iter()
+        .map(|ours| {
+            let mut it = ours.split('.');
+            match (it.next(), it.next()) {
+                (Some("0"), Some(minor)) => format!("`0.{minor}.x` up to `{ours}`"),
+                (Some(major), _) => format!("`{major}.x` up to `{ours}`"),
+                _ => format!("`{ours}`"),
+            }
+        })
+        .collect();
+    ranges.join(" and ")
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a concurrent reader never
@@ -442,15 +475,19 @@ mod tests {
 
     #[test]
     fn only_semver_compatible_versions_are_supported() {
-        assert!(compatible("0.1.0"));
+        assert!(compatible("0.1.0", "0.1.0"));
         assert!(
-            !compatible("0.1.1"),
+            !compatible("0.1.1", "0.1.0"),
             "a newer patch may use what this host lacks"
         );
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("9.0.0"));
-        assert!(!compatible("0.1.0-rc1"));
-        assert_eq!(compatible_range(), "`0.1.x` up to `0.1.0`");
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(compatible("0.2.0", "0.2.0"));
+        assert!(!compatible("9.0.0", "0.2.0"));
+        assert!(!compatible("0.1.0-rc1", "0.1.0"));
+        assert_eq!(
+            compatible_range(),
+            "`0.2.x` up to `0.2.0` and `0.1.x` up to `0.1.0`"
+        );
     }
 
     #[test]

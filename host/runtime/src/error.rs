@@ -68,6 +68,11 @@ pub enum Error {
         compatible: String,
     },
 
+    #[error(
+        "plugin `{plugin}` targets `keelson:registry@{found}`, which hands a plugin its secrets in plaintext; rebuild it against `keelson:registry@0.2.0` (sealed secrets), or, if you trust its author, set `allow_plaintext_secrets = true` on its `[[plugin]]` entry"
+    )]
+    PlaintextSecrets { plugin: String, found: String },
+
     #[error("plugin `{plugin}` cannot be linked against this host: {reason}")]
     Link { plugin: String, reason: String },
 

@@ -14,6 +14,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{host_http, log};
 use crate::output::{Redactor, sanitize};
+use crate::sealed::Scrubber;
+
+mod v0_2;
 
 /// Caps that apply to one store.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +122,9 @@ pub(crate) struct HostState {
     pub(crate) log_dropped: u64,
     /// The connection's secret values, kept out of everything the plugin writes.
     pub(crate) redact: Redactor,
+    /// Every value sealed in this store (secret settings and captured tokens), kept out of what
+    /// the guest is shown (contract 0.2.0) and of its log lines.
+    scrub: Scrubber,
 }
 
 impl HostState {
@@ -133,6 +139,10 @@ impl HostState {
                 .iter()
                 .flat_map(|e| e.grant().secrets.iter().map(|s| s.value.clone())),
         );
+        let mut scrub = Scrubber::default();
+        for secret in egress.iter().flat_map(|e| e.grant().secrets.iter()) {
+            scrub.add(&secret.name, &secret.value);
+        }
         let stdout = MemoryOutputPipe::new(caps.output_bytes);
         let stderr = MemoryOutputPipe::new(caps.output_bytes);
         // The builder's defaults are what we want: no preopens, no environment, no arguments,
@@ -172,6 +182,7 @@ impl HostState {
             log_lines: 0,
             log_dropped: 0,
             redact,
+            scrub,
         }
     }
 
@@ -179,6 +190,13 @@ impl HostState {
         self.egress
             .as_ref()
             .map_or(0, keelson_http::EgressSession::requests_sent)
+    }
+
+    /// A listing named `registry`: a `*.suffix` grant now admits its host (T42).
+    pub(crate) fn admit(&self, registry: &str) {
+        if let Some(egress) = &self.egress {
+            egress.admit(registry);
+        }
     }
 
     pub(crate) fn egress_denials(&self) -> u64 {
@@ -217,6 +235,9 @@ impl host_http::Host for HostState {
             timeout: request
                 .timeout_ms
                 .map(|ms| Duration::from_millis(u64::from(ms))),
+            // Contract 0.1.0 has no sealed secrets: plaintext values are caught by the gate's
+            // byte matching instead.
+            sealed: Vec::new(),
         };
         match egress.send(request, self.deadline).await {
             Ok(resp) => Ok(host_http::Response {
@@ -228,14 +249,18 @@ impl host_http::Host for HostState {
                     .collect(),
                 body: resp.body,
             }),
-            Err(e) => Err(match e {
-                keelson_http::HttpError::Denied(reason) => host_http::HttpError::Denied(reason),
-                keelson_http::HttpError::Timeout => host_http::HttpError::Timeout,
-                keelson_http::HttpError::Connect(m) => host_http::HttpError::Connect(m),
-                keelson_http::HttpError::TooLarge => host_http::HttpError::TooLarge,
-                keelson_http::HttpError::Invalid(m) => host_http::HttpError::Invalid(m),
-            }),
+            Err(e) => Err(http_error(e)),
         }
+    }
+}
+
+fn http_error(e: keelson_http::HttpError) -> host_http::HttpError {
+    match e {
+        keelson_http::HttpError::Denied(reason) => host_http::HttpError::Denied(reason),
+        keelson_http::HttpError::Timeout => host_http::HttpError::Timeout,
+        keelson_http::HttpError::Connect(m) => host_http::HttpError::Connect(m),
+        keelson_http::HttpError::TooLarge => host_http::HttpError::TooLarge,
+        keelson_http::HttpError::Invalid(m) => host_http::HttpError::Invalid(m),
     }
 }
 
@@ -252,27 +277,44 @@ fn method(m: host_http::Method) -> http::Method {
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => tracing::Level::TRACE,
+            log::Level::Debug => tracing::Level::DEBUG,
+            log::Level::Info => tracing::Level::INFO,
+            log::Level::Warn => tracing::Level::WARN,
+            log::Level::Error => tracing::Level::ERROR,
+        };
+        self.write_log(level, &message);
+    }
+}
+
+impl HostState {
+    /// One plugin log line: counted against the per-call cap, secrets scrubbed, escaped, capped.
+    fn write_log(&mut self, level: tracing::Level, message: &str) {
         if self.log_lines >= self.log_lines_per_call {
             self.log_dropped += 1;
             return;
         }
         self.log_lines += 1;
-        let message = sanitize(&self.redact.apply(&message), self.log_line_bytes);
+        let message = sanitize(
+            &self.scrub.text(&self.redact.apply(message)),
+            self.log_line_bytes,
+        );
         let (plugin, connection) = (&*self.plugin, &*self.connection);
         match level {
-            log::Level::Trace => {
+            tracing::Level::TRACE => {
                 tracing::trace!(target: "keelson::plugin", plugin, connection, "{message}");
             }
-            log::Level::Debug => {
+            tracing::Level::DEBUG => {
                 tracing::debug!(target: "keelson::plugin", plugin, connection, "{message}");
             }
-            log::Level::Info => {
+            tracing::Level::INFO => {
                 tracing::info!(target: "keelson::plugin", plugin, connection, "{message}");
             }
-            log::Level::Warn => {
+            tracing::Level::WARN => {
                 tracing::warn!(target: "keelson::plugin", plugin, connection, "{message}");
             }
-            log::Level::Error => {
+            tracing::Level::ERROR => {
                 tracing::error!(target: "keelson::plugin", plugin, connection, "{message}");
             }
         }

@@ -23,6 +23,7 @@ mod error;
 mod host;
 mod output;
 mod plugin;
+mod sealed;
 
 pub use convert::Caps;
 pub use engine::{Runtime, RuntimeSettings, SUPPORTED_WIT_VERSION};

@@ -5,25 +5,25 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-/// Replaces the connection's secret values with `[REDACTED]` in text the plugin produced, so a
-/// plugin that prints its secret does not put it in the host's log or errors.
+use crate::sealed::Scrubber;
+
+/// Replaces the connection's secret values, in every encoding the host knows (raw, JSON escapes,
+/// percent-encoding, base64), with `[REDACTED]` in text the plugin produced, so a plugin that
+/// prints its secret does not put it in the host's log or errors.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Redactor(Arc<[String]>);
+pub(crate) struct Redactor(Arc<Scrubber>);
 
 impl Redactor {
     pub(crate) fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        // Very short values would redact ordinary words; a real secret is never that short.
-        Self(secrets.into_iter().filter(|s| s.len() >= 4).collect())
+        let mut scrubber = Scrubber::default();
+        for secret in secrets {
+            scrubber.add_as(&secret, "[REDACTED]");
+        }
+        Self(Arc::new(scrubber))
     }
 
     pub(crate) fn apply(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in self.0.iter() {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "[REDACTED]");
-            }
-        }
-        out
+        self.0.text(text)
     }
 }
 
@@ -36,7 +36,8 @@ pub(crate) fn sanitize(text: &str, max: usize) -> String {
             let _ = write!(out, "… [{} more bytes]", text.len() - i);
             break;
         }
-        if c.is_control() {
+        // Controls, and the bidi and direction marks that reorder a line on screen.
+        if c.is_control() || keelson_core::text::is_neutralised(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -67,15 +68,26 @@ mod tests {
     }
 
     #[test]
+    fn bidi_overrides_are_escaped() {
+        let s = sanitize("ok\u{202e}txt.exe\u{2066}", 100);
+        assert_eq!(s, "ok\\u{202e}txt.exe\\u{2066}");
+    }
+
+    #[test]
     fn long_text_is_cut_and_says_how_much_was_dropped() {
         let s = sanitize(&"x".repeat(100), 10);
         assert_eq!(s, "xxxxxxxxxx… [90 more bytes]");
     }
 
     #[test]
-    fn secret_values_are_redacted() {
-        let r = Redactor::new(["hunter2-secret".to_owned(), "ab".to_owned()]);
-        assert_eq!(r.apply("token=hunter2-secret ab"), "token=[REDACTED] ab");
+    fn secret_values_are_redacted_in_every_encoding() {
+        let r = Redactor::new(["hunter2/secret".to_owned(), "ab".to_owned()]);
+        assert_eq!(
+            r.apply(
+                "token=hunter2/secret ab hunter2%2Fsecret aHVudGVyMi9zZWNyZXQ= hunter2\\/secret"
+            ),
+            "token=[REDACTED] ab [REDACTED] [REDACTED] hunter2\\/secret"
+        );
     }
 
     #[test]

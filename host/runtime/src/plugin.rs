@@ -15,12 +15,13 @@ use tracing::Instrument as _;
 use wasmtime::component::{ResourceAny, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::{RegistryConnector, RegistryConnectorPre, types as wit};
-use crate::convert::{self, Caps, Invalid};
+use crate::bindings::{types as wit, v0_1, v0_2};
+use crate::convert::{self, Caps, Invalid, v0_2 as lift};
 use crate::engine::Runtime;
 use crate::error::{CallSite, Error, Result};
 use crate::host::{HostState, LimitHit, StoreCaps};
 use crate::output::{sanitize, tail};
+use crate::sealed::SealedSecret;
 pub use keelson_connector::PageRequest;
 
 /// Runs one export call on an [`Instance`] under its deadline and span, then classifies the
@@ -54,6 +55,44 @@ pub(crate) struct PluginMeta {
     pub(crate) exports: Vec<String>,
 }
 
+/// A component linked against the bindings of the contract version it was built for.
+pub(crate) enum Pre {
+    V0_1(v0_1::RegistryConnectorPre<HostState>),
+    V0_2(v0_2::RegistryConnectorPre<HostState>),
+}
+
+impl Pre {
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Bindings> {
+        Ok(match self {
+            Self::V0_1(pre) => Bindings::V0_1(pre.instantiate_async(store).await?),
+            Self::V0_2(pre) => Bindings::V0_2(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// An instance's exports, by contract version.
+enum Bindings {
+    V0_1(v0_1::RegistryConnector),
+    V0_2(v0_2::RegistryConnector),
+}
+
+/// A page as the guest returned it, its items already in 0.1.0's types.
+struct RawPage<T> {
+    items: Vec<T>,
+    next: Option<String>,
+    gaps: Vec<v0_2::types::Gap>,
+}
+
+impl<T> RawPage<T> {
+    fn v0_1(items: Vec<T>, next: Option<String>) -> Self {
+        Self {
+            items,
+            next,
+            gaps: Vec::new(),
+        }
+    }
+}
+
 /// A loaded, linked plugin. Cheap to clone. Every [`connect`](Self::connect) gets a fresh
 /// instance; nothing is shared between connections but the compiled code.
 #[derive(Clone)]
@@ -64,7 +103,7 @@ pub struct Plugin {
 struct PluginInner {
     runtime: Runtime,
     meta: PluginMeta,
-    pre: RegistryConnectorPre<HostState>,
+    pre: Pre,
     info: ConnectorInfo,
 }
 
@@ -80,11 +119,7 @@ impl std::fmt::Debug for Plugin {
 
 impl Plugin {
     /// Wraps a linked component and asks it to describe itself, in a throw-away instance.
-    pub(crate) async fn new(
-        runtime: Runtime,
-        meta: PluginMeta,
-        pre: RegistryConnectorPre<HostState>,
-    ) -> Result<Self> {
+    pub(crate) async fn new(runtime: Runtime, meta: PluginMeta, pre: Pre) -> Result<Self> {
         let info = describe(&runtime, &meta, &pre, "?").await?;
         Ok(Self {
             inner: Arc::new(PluginInner {
@@ -118,6 +153,12 @@ impl Plugin {
         &self.inner.meta.wit_version
     }
 
+    /// Whether the component receives its secrets sealed (contract 0.2.0 and later) rather than
+    /// as plaintext settings (0.1.0).
+    pub fn seals_secrets(&self) -> bool {
+        matches!(self.inner.pre, Pre::V0_2(_))
+    }
+
     /// Names of everything the component imports (`keelson:registry/host-http@0.1.0`, WASI…).
     pub fn imports(&self) -> &[String] {
         &self.inner.meta.imports
@@ -141,8 +182,9 @@ impl Plugin {
     }
 
     /// Opens a connection: a fresh instance with its own limits and egress budget, then the
-    /// guest's `connect` with `settings` (secret values included). `secrets` says where each
-    /// secret value may be sent.
+    /// guest's `connect`. `secrets` are the secret settings' values and where each may be sent:
+    /// a 0.2.0 component gets them as sealed handles (a value in `settings` under a secret's key
+    /// is dropped), a 0.1.0 component as plaintext settings (which `settings` must carry).
     pub async fn connect(
         &self,
         connection: &str,
@@ -159,7 +201,9 @@ impl Plugin {
             max_concurrent_requests: spec.limits.max_concurrent_requests,
             max_requests: spec.limits.max_requests,
             secrets,
+            confine_wildcards: true,
         };
+        let secrets = grant.secrets.clone();
         let egress = i.runtime.inner.egress.session(grant);
         let mut instance = Instance::new(
             &i.runtime,
@@ -177,9 +221,47 @@ impl Plugin {
                 value: kv.value,
             })
             .collect();
-        let raw = call!(instance, "connect", |b, s| b
-            .keelson_registry_auth()
-            .call_connect(s, &settings))?;
+        // A 0.2.0 guest gets each secret as a sealed handle, and no value under its key.
+        let mut sealed = Vec::new();
+        let mut plain = settings;
+        if matches!(instance.bindings, Bindings::V0_2(_)) {
+            plain.retain(|kv| !secrets.iter().any(|s| s.name == kv.key));
+            for secret in secrets {
+                let value = instance
+                    .store
+                    .data_mut()
+                    .seal(SealedSecret {
+                        name: secret.name.clone(),
+                        value: secret.value,
+                        hosts: secret.allowed_hosts,
+                        expires_at: None,
+                    })
+                    .map_err(|e| Error::Engine(format!("cannot seal a secret: {e}")))?;
+                sealed.push(v0_2::secrets::SecretSetting {
+                    key: secret.name,
+                    value,
+                });
+            }
+        }
+        let raw = call!(instance, "connect", |b, s| async {
+            match b {
+                Bindings::V0_1(b) => b.keelson_registry_auth().call_connect(s, &plain).await,
+                Bindings::V0_2(b) => {
+                    let plain: Vec<v0_2::types::Setting> = plain
+                        .iter()
+                        .map(|kv| v0_2::types::Setting {
+                            key: kv.key.clone(),
+                            value: kv.value.clone(),
+                        })
+                        .collect();
+                    let r = b
+                        .keelson_registry_auth()
+                        .call_connect(s, &plain, &sealed)
+                        .await?;
+                    Ok(r.map_err(lift::error))
+                }
+            }
+        })?;
         let session = instance.outcome("connect", raw, Ok)?;
         Ok(Connection {
             plugin: self.clone(),
@@ -192,21 +274,26 @@ impl Plugin {
 async fn describe(
     runtime: &Runtime,
     meta: &PluginMeta,
-    pre: &RegistryConnectorPre<HostState>,
+    pre: &Pre,
     version: &str,
 ) -> Result<ConnectorInfo> {
     let mut instance = Instance::new(runtime, meta, pre, "-", version, None).await?;
-    let info = call!(instance, "describe", |b, s| b
-        .keelson_registry_auth()
-        .call_describe(s))?;
     let caps = instance.caps;
-    instance.outcome("describe", Ok(info), |i| caps.info(i))
+    let info = call!(instance, "describe", |b, s| async {
+        Ok(match b {
+            Bindings::V0_1(b) => caps.info(b.keelson_registry_auth().call_describe(s).await?),
+            Bindings::V0_2(b) => {
+                lift::info(&caps, b.keelson_registry_auth().call_describe(s).await?)
+            }
+        })
+    })?;
+    instance.outcome("describe", Ok(info), |i| i)
 }
 
 /// One store and the instance in it.
 struct Instance {
     store: Store<HostState>,
-    bindings: RegistryConnector,
+    bindings: Bindings,
     plugin: Arc<str>,
     connection: Arc<str>,
     version: String,
@@ -225,7 +312,7 @@ impl Instance {
     async fn new(
         runtime: &Runtime,
         meta: &PluginMeta,
-        pre: &RegistryConnectorPre<HostState>,
+        pre: &Pre,
         connection: &str,
         version: &str,
         egress: Option<keelson_http::EgressSession>,
@@ -273,8 +360,7 @@ impl Instance {
             version: version.to_owned(),
             operation: "instantiate",
         };
-        let instantiated =
-            tokio::time::timeout_at(deadline, pre.instantiate_async(&mut store)).await;
+        let instantiated = tokio::time::timeout_at(deadline, pre.instantiate(&mut store)).await;
         let bindings = match instantiated {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
@@ -408,6 +494,25 @@ impl Instance {
                 reason,
             }),
         }
+    }
+
+    /// A page's outcome: its items (at most `max`) converted by `item`, its cursor and gaps.
+    fn page<T, U>(
+        &self,
+        op: &'static str,
+        result: std::result::Result<RawPage<T>, wit::ConnectorError>,
+        max: usize,
+        mut item: impl FnMut(&Caps, T) -> std::result::Result<U, Invalid>,
+    ) -> Result<Page<U>> {
+        let caps = self.caps;
+        let redact = &self.store.data().redact;
+        self.outcome(op, result, |p| {
+            Ok(Page {
+                items: caps.page("items", p.items, max, |i| item(&caps, i))?,
+                next: caps.cursor(p.next)?,
+                gaps: lift::gaps(&caps, p.gaps, redact)?,
+            })
+        })
     }
 
     /// Sends what the guest wrote to stdout/stderr since the last call to the log, line by
@@ -598,10 +703,24 @@ impl Connection {
     /// `session.verify`: proves the connection works without scanning.
     pub async fn verify(&mut self) -> Result<Account> {
         let (inst, session) = (&mut self.instance, self.session);
-        let raw = call!(inst, "verify", |b, s| b
-            .keelson_registry_auth()
-            .session()
-            .call_verify(s, session))?;
+        let raw = call!(inst, "verify", |b, s| async {
+            match b {
+                Bindings::V0_1(b) => {
+                    b.keelson_registry_auth()
+                        .session()
+                        .call_verify(s, session)
+                        .await
+                }
+                Bindings::V0_2(b) => {
+                    let r = b
+                        .keelson_registry_auth()
+                        .session()
+                        .call_verify(s, session)
+                        .await?;
+                    Ok(r.map(lift::account).map_err(lift::error))
+                }
+            }
+        })?;
         let caps = inst.caps;
         inst.outcome("verify", raw, |a| caps.account(a))
     }
@@ -609,16 +728,34 @@ impl Connection {
     pub async fn list_registries(&mut self, page: PageRequest) -> Result<Page<Registry>> {
         let (request, max) = self.page_size(&page);
         let (inst, session) = (&mut self.instance, self.session);
-        let raw = call!(inst, "list-registries", |b, s| b
-            .keelson_registry_enumeration()
-            .call_list_registries(s, session, &request))?;
-        let caps = inst.caps;
-        inst.outcome("list-registries", raw, |p| {
-            Ok(Page {
-                items: caps.page("items", p.items, max, |r| caps.registry(r))?,
-                next: caps.cursor(p.next)?,
-            })
-        })
+        let raw = call!(inst, "list-registries", |b, s| async {
+            match b {
+                Bindings::V0_1(b) => {
+                    let r = b
+                        .keelson_registry_enumeration()
+                        .call_list_registries(s, session, &request)
+                        .await?;
+                    Ok(r.map(|p| RawPage::v0_1(p.items, p.next)))
+                }
+                Bindings::V0_2(b) => {
+                    let r = b
+                        .keelson_registry_enumeration()
+                        .call_list_registries(s, session, &lift::page_request(&request))
+                        .await?;
+                    Ok(r.map(|p| RawPage {
+                        items: p.items.into_iter().map(lift::registry).collect(),
+                        next: p.next,
+                        gaps: p.gaps,
+                    })
+                    .map_err(lift::error))
+                }
+            }
+        })?;
+        let page = inst.page("list-registries", raw, max, Caps::registry)?;
+        for registry in &page.items {
+            inst.store.data().admit(&registry.name);
+        }
+        Ok(page)
     }
 
     pub async fn list_repositories(
@@ -628,16 +765,32 @@ impl Connection {
     ) -> Result<Page<Repository>> {
         let (request, max) = self.page_size(&page);
         let (inst, session) = (&mut self.instance, self.session);
-        let raw = call!(inst, "list-repositories", |b, s| b
-            .keelson_registry_enumeration()
-            .call_list_repositories(s, session, registry, &request))?;
-        let caps = inst.caps;
-        inst.outcome("list-repositories", raw, |p| {
-            Ok(Page {
-                items: caps.page("items", p.items, max, |r| caps.repository(r))?,
-                next: caps.cursor(p.next)?,
-            })
-        })
+        // The host names a registry it listed (or the operator selected).
+        inst.store.data().admit(registry);
+        let raw = call!(inst, "list-repositories", |b, s| async {
+            match b {
+                Bindings::V0_1(b) => {
+                    let r = b
+                        .keelson_registry_enumeration()
+                        .call_list_repositories(s, session, registry, &request)
+                        .await?;
+                    Ok(r.map(|p| RawPage::v0_1(p.items, p.next)))
+                }
+                Bindings::V0_2(b) => {
+                    let r = b
+                        .keelson_registry_enumeration()
+                        .call_list_repositories(s, session, registry, &lift::page_request(&request))
+                        .await?;
+                    Ok(r.map(|p| RawPage {
+                        items: p.items.into_iter().map(lift::repository).collect(),
+                        next: p.next,
+                        gaps: p.gaps,
+                    })
+                    .map_err(lift::error))
+                }
+            }
+        })?;
+        inst.page("list-repositories", raw, max, Caps::repository)
     }
 
     pub async fn list_images(
@@ -648,16 +801,37 @@ impl Connection {
     ) -> Result<Page<Image>> {
         let (request, max) = self.page_size(&page);
         let (inst, session) = (&mut self.instance, self.session);
-        let raw = call!(inst, "list-images", |b, s| b
-            .keelson_registry_enumeration()
-            .call_list_images(s, session, registry, repository, &request))?;
-        let caps = inst.caps;
-        inst.outcome("list-images", raw, |p| {
-            Ok(Page {
-                items: caps.page("items", p.items, max, |i| caps.image(i))?,
-                next: caps.cursor(p.next)?,
-            })
-        })
+        inst.store.data().admit(registry);
+        let raw = call!(inst, "list-images", |b, s| async {
+            match b {
+                Bindings::V0_1(b) => {
+                    let r = b
+                        .keelson_registry_enumeration()
+                        .call_list_images(s, session, registry, repository, &request)
+                        .await?;
+                    Ok(r.map(|p| RawPage::v0_1(p.items, p.next)))
+                }
+                Bindings::V0_2(b) => {
+                    let r = b
+                        .keelson_registry_enumeration()
+                        .call_list_images(
+                            s,
+                            session,
+                            registry,
+                            repository,
+                            &lift::page_request(&request),
+                        )
+                        .await?;
+                    Ok(r.map(|p| RawPage {
+                        items: p.items.into_iter().map(lift::image).collect(),
+                        next: p.next,
+                        gaps: p.gaps,
+                    })
+                    .map_err(lift::error))
+                }
+            }
+        })?;
+        inst.page("list-images", raw, max, Caps::image)
     }
 
     pub async fn list_findings(
@@ -666,37 +840,75 @@ impl Connection {
         page: PageRequest,
     ) -> Result<Page<Finding>> {
         let (request, max) = self.page_size(&page);
-        let scope = wit::ScanScope {
-            registries: scope.registries.clone(),
-        };
         let (inst, session) = (&mut self.instance, self.session);
-        let raw = call!(inst, "list-findings", |b, s| b
-            .keelson_registry_scanning()
-            .call_list_findings(s, session, &scope, &request))?;
-        let caps = inst.caps;
-        inst.outcome("list-findings", raw, |p| {
-            Ok(Page {
-                items: caps.page("items", p.items, max, |f| caps.finding(f))?,
-                next: caps.cursor(p.next)?,
-            })
-        })
+        let raw = call!(inst, "list-findings", |b, s| async {
+            match b {
+                Bindings::V0_1(b) => {
+                    let scope = wit::ScanScope {
+                        registries: scope.registries.clone(),
+                    };
+                    let r = b
+                        .keelson_registry_scanning()
+                        .call_list_findings(s, session, &scope, &request)
+                        .await?;
+                    Ok(r.map(|p| RawPage::v0_1(p.items, p.next)))
+                }
+                Bindings::V0_2(b) => {
+                    let scope = v0_2::types::ScanScope {
+                        registries: scope.registries.clone(),
+                    };
+                    let r = b
+                        .keelson_registry_scanning()
+                        .call_list_findings(s, session, &scope, &lift::page_request(&request))
+                        .await?;
+                    Ok(r.map(|p| RawPage {
+                        items: p.items.into_iter().map(lift::finding).collect(),
+                        next: p.next,
+                        gaps: p.gaps,
+                    })
+                    .map_err(lift::error))
+                }
+            }
+        })?;
+        inst.page("list-findings", raw, max, Caps::finding)
     }
 
     /// `enrichment.describe-images`; at most one context per image asked about comes back.
     pub async fn describe_images(&mut self, images: &[ImageRef]) -> Result<Vec<ImageContext>> {
-        let images: Vec<wit::ImageRef> = images
-            .iter()
-            .map(|r| wit::ImageRef {
-                registry: r.registry.clone(),
-                repository: r.repository.clone(),
-                digest: r.digest.clone(),
-            })
-            .collect();
         let max = images.len();
         let (inst, session) = (&mut self.instance, self.session);
-        let raw = call!(inst, "describe-images", |b, s| b
-            .keelson_registry_enrichment()
-            .call_describe_images(s, session, &images))?;
+        for image in images {
+            inst.store.data().admit(&image.registry);
+        }
+        let raw = call!(inst, "describe-images", |b, s| async {
+            match b {
+                Bindings::V0_1(b) => {
+                    let images: Vec<wit::ImageRef> = images
+                        .iter()
+                        .map(|r| wit::ImageRef {
+                            registry: r.registry.clone(),
+                            repository: r.repository.clone(),
+                            digest: r.digest.clone(),
+                        })
+                        .collect();
+                    b.keelson_registry_enrichment()
+                        .call_describe_images(s, session, &images)
+                        .await
+                }
+                Bindings::V0_2(b) => {
+                    let images: Vec<v0_2::types::ImageRef> =
+                        images.iter().map(lift::image_ref_in).collect();
+                    let r = b
+                        .keelson_registry_enrichment()
+                        .call_describe_images(s, session, &images)
+                        .await?;
+                    Ok(
+                        r.map(|list| list.into_iter().map(lift::image_context).collect())
+                            .map_err(lift::error),
+                    )
+                }
+            }
+        })?;
         let caps = inst.caps;
         inst.outcome("describe-images", raw, |list| {
             caps.page("contexts", list, max, |c| caps.image_context(c))

@@ -201,6 +201,7 @@ impl FakeConnector {
             return Ok(Page {
                 items: Vec::new(),
                 next: Some("loop".into()),
+                gaps: Vec::new(),
             });
         }
         let start = index * size;
@@ -214,7 +215,11 @@ impl FakeConnector {
             .map(|f| f.fault);
         let site = Self::site(operation);
         match fault {
-            None => Ok(Page { items: chunk, next }),
+            None => Ok(Page {
+                items: chunk,
+                next,
+                gaps: Vec::new(),
+            }),
             Some(Fault::Unavailable) => Err(CallError::Connector {
                 site,
                 source: ConnectorError::Unavailable("the source answered 503".into()),
@@ -234,6 +239,7 @@ impl FakeConnector {
                 } else {
                     index.to_string()
                 }),
+                gaps: Vec::new(),
             }),
             Some(kind @ (Fault::Timeout | Fault::Trap)) => {
                 self.failed = true;
@@ -252,7 +258,11 @@ impl FakeConnector {
             }
             Some(Fault::Cancel) => {
                 self.cancel.store(true, Ordering::Relaxed);
-                Ok(Page { items: chunk, next })
+                Ok(Page {
+                    items: chunk,
+                    next,
+                    gaps: Vec::new(),
+                })
             }
         }
     }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use keelson_connector::{CallError, PageRequest};
-use keelson_core::{ConnectorError, Page};
+use keelson_core::{ConnectorError, Gap, Page};
 
 /// How the host pages through one listing.
 #[derive(Debug, Clone)]
@@ -54,6 +54,27 @@ pub enum WalkError {
     /// The sink asked to stop.
     #[error("stopped: {0}")]
     Stopped(String),
+    /// Every page was read, but the connector named parts of the scope it could not read.
+    #[error("{}", gaps_message(.0))]
+    Gaps(Vec<Gap>),
+}
+
+/// `2 parts could not be read: `r/team-a/*`: permission denied: …; …` (the first few named).
+fn gaps_message(gaps: &[Gap]) -> String {
+    const NAMED: usize = 3;
+    let named: Vec<String> = gaps.iter().take(NAMED).map(ToString::to_string).collect();
+    let more = gaps.len().saturating_sub(NAMED);
+    let tail = if more > 0 {
+        format!("; and {more} more")
+    } else {
+        String::new()
+    };
+    let parts = if gaps.len() == 1 { "part" } else { "parts" };
+    format!(
+        "{} {parts} could not be read: {}{tail}",
+        gaps.len(),
+        named.join("; ")
+    )
 }
 
 impl WalkError {
@@ -118,6 +139,8 @@ pub async fn walk_pages<T>(
     let mut seen_cursors = HashSet::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0u64;
+    // Gaps keep the walk going (the rest is still read) but end it incomplete.
+    let mut gaps = Vec::new();
     loop {
         let request = PageRequest {
             cursor: cursor.clone(),
@@ -125,9 +148,14 @@ pub async fn walk_pages<T>(
         };
         let page = fetch_with_retries(policy, source, request).await?;
         pages += 1;
+        gaps.extend(page.gaps);
         sink.accept(page.items).await.map_err(WalkError::Stopped)?;
         let Some(next) = page.next else {
-            return Ok(pages);
+            return if gaps.is_empty() {
+                Ok(pages)
+            } else {
+                Err(WalkError::Gaps(gaps))
+            };
         };
         if !seen_cursors.insert(next.clone()) {
             return Err(WalkError::RepeatedCursor {
@@ -216,6 +244,7 @@ mod tests {
                 Ok(Page {
                     items: vec![n],
                     next: (n < 2).then(|| (n + 1).to_string()),
+                    gaps: Vec::new(),
                 })
             },
             |items| {
@@ -238,6 +267,7 @@ mod tests {
                 Ok(Page {
                     items: vec![1],
                     next: Some("same".into()),
+                    gaps: Vec::new(),
                 })
             },
             |_| Ok(()),
@@ -285,6 +315,7 @@ mod tests {
                     Ok(Page {
                         items: vec![1],
                         next: None,
+                        gaps: Vec::new(),
                     })
                 }
             },
@@ -328,6 +359,7 @@ mod tests {
                 Ok(Page {
                     items: Vec::<u8>::new(),
                     next: Some(n.to_string()),
+                    gaps: Vec::new(),
                 })
             },
             |_| Ok(()),
@@ -335,5 +367,45 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, WalkError::TooManyPages { pages: 5 }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn gaps_keep_the_walk_going_and_end_it_incomplete() {
+        let mut seen = Vec::new();
+        let result = walk(
+            &policy(),
+            async |req: PageRequest| {
+                let n: u32 = req.cursor.as_deref().map_or(0, |c| c.parse().unwrap());
+                let gaps = if n == 0 {
+                    vec![Gap {
+                        registry: Some("r.example".into()),
+                        namespace: Some("team-a".into()),
+                        error: ConnectorError::PermissionDenied("403 on project team-a".into()),
+                    }]
+                } else {
+                    Vec::new()
+                };
+                Ok(Page {
+                    items: vec![n],
+                    next: (n < 1).then(|| (n + 1).to_string()),
+                    gaps,
+                })
+            },
+            |items| {
+                seen.extend(items);
+                Ok(())
+            },
+        )
+        .await;
+        assert_eq!(seen, [0, 1], "the pages after the gap are still read");
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, WalkError::Gaps(g) if g.len() == 1),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "1 part could not be read: `r.example/team-a/*`: permission denied: 403 on project team-a"
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! The JSON API under `/api/v1`: plugins, connections, locations, scans, runs (and accepting a
-//! held one), the queue with how current each connection's part of it is, suppressions, exports,
-//! the compliance summary, health and sessions.
+//! The JSON API under `/api/v1`: plugins, connections, locations (as stored from scans, or
+//! listed live by an operator), scans, runs (and accepting a held one), the queue with how
+//! current each connection's part of it is, suppressions, exports, the compliance summary, health
+//! and sessions.
 
 use std::collections::BTreeMap;
 
@@ -19,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{self, Caller, Role};
+use crate::locations::{self, Source};
 use crate::runs::{RunView, queue_connections};
-use crate::{ApiError, AppState, ConnectRequest, export, scans};
+use crate::{ApiError, AppState, ConnectRequest, LocationReport, export, scans};
 
 /// A JSON body whose rejection is an [`ApiError`].
 pub struct ApiJson<T>(pub T);
@@ -70,7 +72,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
 }
 
 pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let version = state.with_store(|s| Ok(s.schema_version()?))?;
+    let version = state.read(|s| Ok(s.schema_version()?))?;
     Ok(Json(json!({ "status": "ok", "schema_version": version })))
 }
 
@@ -86,32 +88,41 @@ pub(crate) struct SignIn {
     pub(crate) token: String,
 }
 
-/// Starts a browser session for `token`; the cookie and the CSRF token, or why not.
+/// Starts a browser session for `token`, signing in from `caller`'s address through `via`; the
+/// cookie and the CSRF token, or why not (a token that is unknown or revoked, or too many of
+/// those from this address lately).
 pub(crate) fn sign_in(
     state: &AppState,
+    caller: &Caller,
+    via: &'static str,
     token: &str,
 ) -> Result<(String, String, auth::Principal), ApiError> {
+    if let Some(err) = state.login_throttled(caller.client) {
+        return Err(err);
+    }
     let hash = crate::token_hash(token.trim());
-    let (id, csrf, principal) = auth::start_session(state, &hash)?.ok_or_else(|| {
-        ApiError::new(
+    let Some((id, csrf, principal)) = auth::start_session(state, &hash)? else {
+        state.login_failed(caller.client, via);
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "that token is unknown or revoked",
-        )
-    })?;
-    state.with_store(|s| Ok(s.audit("signed-in", None, &principal.actor(), None)?))?;
+        ));
+    };
+    state.write(|s| Ok(s.audit("signed-in", None, &principal.actor(), None)?))?;
     Ok((id, csrf, principal))
 }
 
 pub(crate) async fn create_session(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
-    let (id, csrf, principal) = sign_in(&state, &body.token)?;
+    let (id, csrf, principal) = sign_in(&state, &caller, "api session", &body.token)?;
     let mut response =
         Json(json!({ "name": principal.name, "role": principal.role, "csrf": csrf }))
             .into_response();
-    set_cookie(&mut response, &auth::session_cookie(&id));
+    set_cookie(&mut response, &auth::session_cookie(&state, &id));
     Ok(response)
 }
 
@@ -123,7 +134,7 @@ pub(crate) async fn delete_session(
         auth::end_session(&state, id)?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    set_cookie(&mut response, &auth::clear_cookie());
+    set_cookie(&mut response, &auth::clear_cookie(&state));
     Ok(response)
 }
 
@@ -183,7 +194,7 @@ pub(crate) async fn connections(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let items = state.with_store(|s| {
+    let items = state.read(|s| {
         s.connections()?
             .into_iter()
             .map(|c| connection_json(s, &c))
@@ -199,7 +210,7 @@ pub(crate) async fn connection(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
     state
-        .with_store(|s| {
+        .read(|s| {
             let c = s
                 .connection(&name)?
                 .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
@@ -226,7 +237,7 @@ pub(crate) async fn delete_connection(
             ),
         ));
     }
-    state.with_store(|s| {
+    state.read(|s| {
         s.connection(&name)?
             .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
         Ok(())
@@ -238,7 +249,7 @@ pub(crate) async fn delete_connection(
             format!("a scan of `{name}` is running; wait for it to end"),
         ));
     }
-    state.with_store(|s| Ok(s.retire_connection(&name, &actor)?))?;
+    state.write(|s| Ok(s.retire_connection(&name, &actor)?))?;
     Ok(Json(json!({ "name": name, "deleted": true })))
 }
 
@@ -287,21 +298,41 @@ pub(crate) async fn verify(
     let actor = caller.require(Role::Operator)?.actor();
     let result = state.backend().verify(name.clone()).await;
     let outcome = if result.is_ok() { "ok" } else { "failed" };
-    state.with_store(|s| {
-        Ok(s.audit("connection-verified", Some(&name), &actor, Some(outcome))?)
-    })?;
+    state.write(|s| Ok(s.audit("connection-verified", Some(&name), &actor, Some(outcome))?))?;
     let account = result?;
     Ok(Json(json!({ "name": name, "account": account })))
 }
 
+/// The locations the store has from the connection's scans: no plugin is called.
 pub(crate) async fn locations(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let report = state.backend().locations(name).await?;
-    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+    let report = locations::stored(&state, &name)?;
+    Ok(Json(locations::to_json(&report, Source::Stored)))
+}
+
+/// The locations listed just now through the connection's plugin: an operator's action.
+pub(crate) async fn live_locations(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let report = list_live(&state, &caller, name).await?;
+    Ok(Json(locations::to_json(&report, Source::Live)))
+}
+
+/// Lists connection `name`'s locations through its plugin, for an operator.
+pub(crate) async fn list_live(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+) -> Result<LocationReport, ApiError> {
+    let actor = caller.require(Role::Operator)?.actor();
+    tracing::info!(connection = %name, actor = %actor, "listing locations live");
+    Ok(state.backend().locations(name).await?)
 }
 
 #[derive(Deserialize)]
@@ -321,7 +352,7 @@ pub(crate) async fn set_locations(
             ApiError::invalid(e.to_string()).on_field(format!("rules[{i}].pattern"))
         })?;
     }
-    state.with_store(|s| Ok(s.set_selection(&name, &body.rules, &actor)?))?;
+    state.write(|s| Ok(s.set_selection(&name, &body.rules, &actor)?))?;
     Ok(Json(json!({ "name": name, "rules": body.rules })))
 }
 
@@ -381,7 +412,7 @@ pub(crate) async fn runs(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let runs = state.with_store(|s| {
+    let runs = state.read(|s| {
         s.connection(&name)?
             .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
         Ok(s.runs(Some(&name), 100)?)
@@ -401,7 +432,7 @@ pub(crate) async fn accept_run(
     let run = id.parse::<i64>().map(RunId).map_err(|_| {
         ApiError::invalid(format!("`{id}` is not a run id; use the `id` of a run")).on_field("id")
     })?;
-    let info = state.with_store(|s| Ok(s.accept_held(run, &actor)?))?;
+    let info = state.write(|s| Ok(s.accept_held(run, &actor)?))?;
     tracing::info!(run = %run, actor = %actor, status = %info.status, "held run accepted");
     Ok(Json(RunView::from(info)))
 }
@@ -624,7 +655,7 @@ pub(crate) async fn issues(
     Query(query): Query<IssueQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let (page, connections) = state.with_store(|s| {
+    let (page, connections) = state.read(|s| {
         let page = issue_page(s, &query, false)?;
         let connections = queue_connections(s, blank(query.connection.as_ref()))?;
         Ok((page, connections))
@@ -654,7 +685,7 @@ pub(crate) async fn issue(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
     let id = parse_issue_id(&id)?;
-    state.with_store(|s| issue_json(s, id)).map(Json)
+    state.read(|s| issue_json(s, id)).map(Json)
 }
 
 #[derive(Deserialize)]
@@ -681,7 +712,7 @@ pub(crate) async fn suppress(
         .map(str::trim)
         .filter(|e| !e.is_empty());
     state
-        .with_store(|s| {
+        .write(|s| {
             s.suppress(id, reason, expires, &actor)?;
             issue_json(s, id)
         })
@@ -696,7 +727,7 @@ pub(crate) async fn unsuppress(
     let actor = caller.require(Role::Operator)?.actor();
     let id = parse_issue_id(&id)?;
     state
-        .with_store(|s| {
+        .write(|s| {
             s.lift_suppression(id, &actor)?;
             issue_json(s, id)
         })
@@ -710,7 +741,7 @@ pub(crate) async fn export(
     Query(query): Query<IssueQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let rows = state.with_store(|s| Ok(issue_page(s, &query, true)?.items))?;
+    let rows = state.read(|s| Ok(issue_page(s, &query, true)?.items))?;
     let (body, mime, ext) = match format.as_str() {
         "json" => (
             serde_json::to_string_pretty(&rows).unwrap_or_default(),
@@ -794,7 +825,7 @@ pub(crate) async fn compliance(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let rows = state.with_store(|s| Ok(issue_page(s, &IssueQuery::default(), true)?.items))?;
+    let rows = state.read(|s| Ok(issue_page(s, &IssueQuery::default(), true)?.items))?;
     Ok(Json(compliance_summary(&rows)))
 }
 

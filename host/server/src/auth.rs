@@ -4,13 +4,19 @@
 //! addresses, so a page on another site that rebinds its DNS name to 127.0.0.1 reaches nothing.
 //! It then finds the caller: a bearer token, or a session cookie made by signing in with a token.
 //! A request that changes something must carry an allowed `Origin` (browsers always send it on
-//! such requests; API clients with a bearer token may leave it out), and when it rides on the
-//! session cookie, the session's CSRF token in `X-CSRF-Token` as well.
+//! such requests; API clients with a bearer token may leave it out; behind an `https://` public
+//! URL only that origin is allowed), and when it rides on the session cookie, the session's CSRF
+//! token in `X-CSRF-Token` as well. A request of nobody is answered here unless it is for one of
+//! the few open routes (`is_open`: sign-in, health, assets), so no handler reads, let alone
+//! parses, its body. A bearer token or sign-in that names no live token is logged and counted
+//! against the client's address; past the limit the address gets `429` for a while.
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse as _, Response};
+use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Serialize;
 
 use crate::{ApiError, AppState, token_hash};
@@ -71,6 +77,8 @@ pub struct Caller {
     pub principal: Option<Principal>,
     /// The CSRF token of the caller's session, for pages to embed.
     pub csrf: Option<String>,
+    /// The peer's address, which failed sign-ins count against; `None` when unknown.
+    pub client: Option<IpAddr>,
 }
 
 impl Caller {
@@ -101,7 +109,7 @@ pub(crate) fn start_session(
     let id = hex::encode(rand::random::<[u8; 32]>());
     let csrf = hex::encode(rand::random::<[u8; 32]>());
     let lifetime = state.config().session_lifetime;
-    state.with_store(|s| {
+    state.write(|s| {
         let Some(token) = s.token_by_hash(token_sha256)? else {
             return Ok(None);
         };
@@ -122,13 +130,18 @@ pub(crate) fn start_session(
 
 /// Ends session `id` (the cookie value), if it exists.
 pub(crate) fn end_session(state: &AppState, id: &str) -> Result<(), ApiError> {
-    state.with_store(|s| Ok(s.end_session(&token_hash(id)).map(|_| ())?))
+    state.write(|s| Ok(s.end_session(&token_hash(id)).map(|_| ())?))
 }
 
-/// The principal and CSRF token of live session `id` (the cookie value).
+/// The principal and CSRF token of live session `id` (the cookie value). Only reads; the use is
+/// recorded in the background when it is due.
 fn find_session(state: &AppState, id: &str) -> Result<Option<(Principal, String)>, ApiError> {
     let idle = state.config().session_idle;
-    let session = state.with_store(|s| Ok(s.session(&token_hash(id), idle)?))?;
+    let hash = token_hash(id);
+    let session = state.read(|s| Ok(s.find_session(&hash, idle)?))?;
+    if session.as_ref().is_some_and(|s| s.touch_due) {
+        state.touch_session_later(hash);
+    }
     Ok(session.and_then(|s| {
         Role::parse(&s.token.role).map(|role| {
             (
@@ -142,14 +155,28 @@ fn find_session(state: &AppState, id: &str) -> Result<Option<(Principal, String)
     }))
 }
 
-/// The `Set-Cookie` value that starts a session.
-pub(crate) fn session_cookie(id: &str) -> String {
-    format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/")
+/// The `Set-Cookie` value that starts a session; `Secure` when the public URL is `https://`.
+pub(crate) fn session_cookie(state: &AppState, id: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/{}",
+        secure(state)
+    )
 }
 
 /// The `Set-Cookie` value that ends one.
-pub(crate) fn clear_cookie() -> String {
-    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+pub(crate) fn clear_cookie(state: &AppState) -> String {
+    format!(
+        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        secure(state)
+    )
+}
+
+fn secure(state: &AppState) -> &'static str {
+    if state.config().secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -168,7 +195,7 @@ pub(crate) fn principal_of(
     state: &AppState,
     token_sha256: &str,
 ) -> Result<Option<Principal>, ApiError> {
-    let token = state.with_store(|s| Ok(s.token_by_hash(token_sha256)?))?;
+    let token = state.read(|s| Ok(s.token_by_hash(token_sha256)?))?;
     Ok(token.and_then(|t| Role::parse(&t.role).map(|role| Principal { name: t.name, role })))
 }
 
@@ -176,8 +203,25 @@ fn refuse(status: StatusCode, code: &'static str, message: &str) -> Response {
     ApiError::new(status, code, message).into_response()
 }
 
+/// Whether a request of nobody may reach the handler of `method` `path`: signing in and out,
+/// the health check, the sign-in page and the page's assets. Every other route needs a caller.
+pub(crate) fn is_open(method: &Method, path: &str) -> bool {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    match path {
+        "/api/v1/health" | "/static/app.css" | "/static/app.js" => read,
+        "/api/v1/session" => matches!(*method, Method::POST | Method::DELETE),
+        "/signin" => read || *method == Method::POST,
+        "/signout" => *method == Method::POST,
+        _ => false,
+    }
+}
+
 /// The middleware every request passes: Host, caller, Origin and CSRF.
 pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
@@ -193,13 +237,7 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
     }
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    let origin_ok = origin.map(|o| {
-        state
-            .config()
-            .allowed_hosts
-            .iter()
-            .any(|h| o == format!("http://{h}"))
-    });
+    let origin_ok = origin.map(|o| state.config().origin_allowed(o));
     let cross_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -220,11 +258,17 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
     let mut caller = Caller {
         principal: None,
         csrf: None,
+        client,
     };
     if let Some(token) = bearer {
+        // A throttled address learns nothing about the token it sends, right or wrong.
+        if let Some(err) = state.login_throttled(client) {
+            return err.into_response();
+        }
         match principal_of(&state, &token_hash(token)) {
             Ok(Some(p)) => caller.principal = Some(p),
             Ok(None) => {
+                state.login_failed(client, "bearer token");
                 return refuse(
                     StatusCode::UNAUTHORIZED,
                     "unauthenticated",
@@ -274,6 +318,14 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
             "signing in is accepted only from this server's own page",
         );
     }
+    if caller.principal.is_none() && !is_open(req.method(), req.uri().path()) {
+        // Answered before any handler runs, so the body is never read.
+        let page = !req.uri().path().starts_with("/api/");
+        if page && matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Redirect::to("/signin").into_response();
+        }
+        return ApiError::unauthenticated().into_response();
+    }
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
@@ -294,6 +346,7 @@ mod tests {
                 role: Role::Viewer,
             }),
             csrf: None,
+            client: None,
         };
         assert!(viewer.require(Role::Viewer).is_ok());
         let err = viewer.require(Role::Operator).unwrap_err();
@@ -302,6 +355,7 @@ mod tests {
         let nobody = Caller {
             principal: None,
             csrf: None,
+            client: None,
         };
         assert_eq!(
             nobody.require(Role::Viewer).unwrap_err().status,
@@ -318,6 +372,34 @@ mod tests {
         );
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&headers, "c"), None);
+    }
+
+    #[test]
+    fn only_signing_in_health_and_assets_are_open_to_nobody() {
+        for (method, path) in [
+            (Method::GET, "/api/v1/health"),
+            (Method::POST, "/api/v1/session"),
+            (Method::DELETE, "/api/v1/session"),
+            (Method::GET, "/signin"),
+            (Method::POST, "/signin"),
+            (Method::POST, "/signout"),
+            (Method::GET, "/static/app.js"),
+            (Method::HEAD, "/static/app.css"),
+        ] {
+            assert!(is_open(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::POST, "/api/v1/connections"),
+            (Method::GET, "/api/v1/issues"),
+            (Method::POST, "/api/v1/health"),
+            (Method::GET, "/api/v1/session"),
+            (Method::GET, "/"),
+            (Method::GET, "/issues"),
+            (Method::GET, "/static/other.js"),
+            (Method::GET, "/api/v1/nothing"),
+        ] {
+            assert!(!is_open(&method, path), "{method} {path}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The one error shape every failing request answers with, and the crate's own error type.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -18,6 +18,10 @@ pub enum Error {
     },
     #[error("the server failed")]
     Io(#[source] std::io::Error),
+    #[error(
+        "public URL `{value}` is not usable: {reason}; expected `https://NAME[:PORT]`, the address users reach this server by"
+    )]
+    PublicUrl { value: String, reason: &'static str },
 }
 
 /// A failed request: `{"error": {"code": "...", "message": "...", "field": "..."}}` with the
@@ -33,6 +37,9 @@ pub struct ApiError {
     /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// When to try again, sent as `Retry-After` (whole seconds).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +54,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -74,6 +82,28 @@ impl ApiError {
         )
     }
 
+    /// Too many failed sign-ins from the caller's address; try again after `wait`.
+    pub fn throttled(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!("too many failed sign-ins from this address; try again in {seconds} seconds"),
+        );
+        err.retry_after = Some(seconds.max(1));
+        err
+    }
+
+    /// `response` with this error's `Retry-After`, if it has one.
+    pub(crate) fn retry_after_on(&self, mut response: Response) -> Response {
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
+    }
+
     /// Names the request field at fault.
     pub fn on_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
@@ -83,7 +113,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Body { error: &self })).into_response()
+        let response = (self.status, Json(Body { error: &self })).into_response();
+        self.retry_after_on(response)
     }
 }
 

@@ -4,14 +4,24 @@
 //! [`router`] builds the whole service: the JSON API under `/api/v1` (described by
 //! `openapi.json` beside this crate's manifest, checked against the routes in a test) and the
 //! server-rendered pages. Everything that talks to a plugin goes through a [`Backend`], which
-//! `keelson serve` implements with the same code the command line uses; the queue, suppressions,
-//! runs and tokens are read and written through [`keelson_store::Store`] directly.
+//! `keelson serve` implements with the same code the command line uses. A viewer's requests
+//! only read the plugins' descriptions (which `keelson serve` loads once, at start) and call no
+//! plugin: the locations they see are the ones the store has from scans, and listing them live
+//! is an operator's action. The queue, suppressions, runs and tokens are read and written
+//! through [`keelson_store::Store`] directly.
 //!
 //! Access ([`auth`]): every request's `Host` must be one of the bound addresses (DNS rebinding);
 //! callers present an API token (`Authorization: Bearer`) or a session cookie obtained by signing
-//! in with one (sessions live in the store, so a restart keeps them); roles are viewer (read), operator (scan, suppress) and admin (configure);
+//! in with one (sessions live in the store, so a restart keeps them), and a request of nobody is
+//! refused before its body is read; failed sign-ins are logged and throttled per address; roles
+//! are viewer (read), operator (scan, suppress, list locations live) and admin (configure);
 //! state-changing requests carry an allowed `Origin`, and cookie sessions also a CSRF token.
-//! Every change is recorded in the store's event log with the token's name as actor.
+//! Behind a TLS proxy, an `https://` [`PublicUrl`] makes the cookie `Secure` and that origin
+//! the only one changes come from. Every change is recorded in the store's event log with the
+//! token's name as actor.
+//!
+//! [`AppState`] reads through a small pool of read-only store connections and writes through one
+//! writer, so a slow write never holds up a page or an API read.
 //!
 //! Runs are shown with their coverage ([`RunView`]); the queue says per connection how current
 //! its part is ([`QueueConnection`]), so a failed, partial or held run, or a connection never
@@ -19,30 +29,36 @@
 
 pub mod api;
 pub mod auth;
+mod config;
 mod error;
 pub mod export;
+mod locations;
 mod pages;
 mod routes;
 mod runs;
 mod scans;
+mod state;
+mod throttle;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 
 use keelson_core::{Account, ConnectorInfo};
-use keelson_scan::{Progress, ScanSummary};
-use keelson_store::{SelectionRule, Store};
+use keelson_scan::{Progress, ScanSummary, Selection};
+use keelson_store::SelectionRule;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+pub use config::{PublicUrl, ServerConfig};
 pub use error::{ApiError, Error};
 pub use routes::{API_ROUTES, router};
 pub use runs::{LastRun, QueueConnection, RunView};
 pub use scans::ScanState;
+pub use state::AppState;
 
 /// A boxed, sendable future: what [`Backend`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -87,8 +103,40 @@ pub struct RegistryLocation {
     pub state: String,
     pub repositories: Vec<RepositoryLocation>,
     /// Why the repositories could not be listed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When a scan last listed it, for a report read from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+}
+
+impl RegistryLocation {
+    /// Registry `name` with its `repositories`, each marked as `selection` scans it: the
+    /// registry is `deselected` when it is out of scope, `selected` when every repository is,
+    /// `partly` otherwise.
+    pub fn new(selection: &Selection, name: String, repositories: Vec<String>) -> Self {
+        let repositories: Vec<RepositoryLocation> = repositories
+            .into_iter()
+            .map(|repository| RepositoryLocation {
+                selected: selection.repository_selected(&name, &repository),
+                name: repository,
+            })
+            .collect();
+        let state = if !selection.registry_in_scope(&name) {
+            "deselected"
+        } else if repositories.iter().all(|r| r.selected) {
+            "selected"
+        } else {
+            "partly"
+        };
+        Self {
+            name,
+            state: state.to_owned(),
+            repositories,
+            error: None,
+            last_seen: None,
+        }
+    }
 }
 
 /// One repository of a [`RegistryLocation`].
@@ -110,11 +158,16 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Account, BackendError>>;
     /// Connects connection `name` and verifies it (like `keelson verify`).
     fn verify(&self, name: String) -> BoxFuture<'_, Result<Account, BackendError>>;
-    /// Lists the locations of connection `name` with their selection (like `keelson locations`).
+    /// Lists the locations of connection `name` live through its plugin, with their selection
+    /// (like `keelson locations`). Called only for an operator who asked for it: everyone else
+    /// reads the locations the store has from the connection's scans.
     fn locations(&self, name: String) -> BoxFuture<'_, Result<LocationReport, BackendError>>;
     /// The configuration file that declares connection `name`, when it comes from there rather
     /// than from a connect: such a connection is changed, and removed, in that file.
     fn declared_in(&self, name: &str) -> Option<String>;
+    /// The selection rules the configuration file gives connection `name` (its `locations`),
+    /// which come before the stored ones; empty for a connection it does not declare.
+    fn declared_rules(&self, name: &str) -> Vec<SelectionRule>;
     /// Runs one scan of connection `name` (like `keelson scan`), reporting to `progress`;
     /// `accept_drop` pre-approves a resolution the guard would hold (like `--accept-drop`).
     fn scan(
@@ -126,88 +179,6 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<ScanSummary, BackendError>>;
 }
 
-/// Where the server listens and which `Host` names it answers to.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The bound address.
-    pub bind: SocketAddr,
-    /// `Host` header values accepted (the bound address, and `localhost:PORT` on loopback).
-    pub allowed_hosts: Vec<String>,
-    /// How long a signed-in session lasts without use.
-    pub session_idle: std::time::Duration,
-    /// How long a signed-in session lasts at most, however much it is used.
-    pub session_lifetime: std::time::Duration,
-}
-
-impl ServerConfig {
-    /// The defaults for listening on `bind`.
-    pub fn new(bind: SocketAddr) -> Self {
-        let mut allowed_hosts = vec![bind.to_string()];
-        if bind.ip().is_loopback() {
-            allowed_hosts.push(format!("localhost:{}", bind.port()));
-        }
-        Self {
-            bind,
-            allowed_hosts,
-            session_idle: std::time::Duration::from_hours(8),
-            session_lifetime: std::time::Duration::from_hours(7 * 24),
-        }
-    }
-}
-
-/// Everything a request handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: ServerConfig,
-    store: Mutex<Store>,
-    backend: Arc<dyn Backend>,
-    scans: scans::Scans,
-}
-
-impl AppState {
-    /// The state for a server with `config`, reading and writing `store` and reaching plugins
-    /// through `backend`.
-    pub fn new(config: ServerConfig, store: Store, backend: Arc<dyn Backend>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                config,
-                store: Mutex::new(store),
-                backend,
-                scans: scans::Scans::default(),
-            }),
-        }
-    }
-
-    pub(crate) fn config(&self) -> &ServerConfig {
-        &self.inner.config
-    }
-
-    pub(crate) fn backend(&self) -> &dyn Backend {
-        self.inner.backend.as_ref()
-    }
-
-    pub(crate) fn scans(&self) -> &scans::Scans {
-        &self.inner.scans
-    }
-
-    /// Runs `f` with the store. Never held across an `.await`: SQLite calls are short.
-    pub(crate) fn with_store<T>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let mut store = self
-            .inner
-            .store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut store)
-    }
-}
-
 /// Serves `state` on `listener` until `shutdown` completes.
 pub async fn serve(
     state: AppState,
@@ -216,7 +187,9 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::Io)?;
     tracing::info!(%addr, "serving");
-    axum::serve(listener, router(state))
+    // The peer address counts failed sign-ins per client.
+    let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Io)

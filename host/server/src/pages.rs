@@ -1,5 +1,6 @@
 //! The server-rendered web page: sign-in, *Connectors > Registry* (plugins, the connection form
-//! generated from a plugin's settings, verify, locations, scan with live progress, the run
+//! generated from a plugin's settings, verify, locations (as the scans stored them, or listed
+//! live by an operator), scan with live progress, the run
 //! history with each run's coverage) and *Active issues* (filters, the paged queue, the detail
 //! panel, exports). Above the queue, each connection whose part of it is not current (never
 //! scanned, last run failed, partial or held) has a banner saying why, with an Accept button on
@@ -22,8 +23,9 @@ use serde_json::Value;
 
 use crate::api::{self, IssueQuery};
 use crate::auth::{self, Caller, Role};
+use crate::locations::Source;
 use crate::runs::{QueueConnection, RunView, held_reason, queue_connections};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, LocationReport};
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub(crate) fn esc(text: &str) -> String {
@@ -129,6 +131,7 @@ fn signin_html(message: Option<&str>) -> Html<String> {
     let caller = Caller {
         principal: None,
         csrf: None,
+        client: None,
     };
     layout(
         "Sign in",
@@ -155,15 +158,18 @@ pub(crate) struct SignInForm {
 
 pub(crate) async fn signin(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    match api::sign_in(&state, &form.token) {
+    match api::sign_in(&state, &caller, "sign-in form", &form.token) {
         Ok((id, _csrf, _)) => {
             let mut response = Redirect::to("/issues").into_response();
-            api::set_cookie(&mut response, &auth::session_cookie(&id));
+            api::set_cookie(&mut response, &auth::session_cookie(&state, &id));
             response
         }
-        Err(err) => (err.status, signin_html(Some(&err.message))).into_response(),
+        Err(err) => {
+            err.retry_after_on((err.status, signin_html(Some(&err.message))).into_response())
+        }
     }
 }
 
@@ -174,7 +180,7 @@ pub(crate) async fn signout(State(state): State<AppState>, headers: HeaderMap) -
         return err.into_response();
     }
     let mut response = Redirect::to("/signin").into_response();
-    api::set_cookie(&mut response, &auth::clear_cookie());
+    api::set_cookie(&mut response, &auth::clear_cookie(&state));
     response
 }
 
@@ -212,7 +218,7 @@ pub(crate) async fn connectors(
     let result = async {
         caller.require(Role::Viewer)?;
         let plugins = state.backend().plugins().await?;
-        let connections = state.with_store(|s| {
+        let connections = state.read(|s| {
             s.connections()?
                 .into_iter()
                 .map(|c| {
@@ -521,7 +527,7 @@ pub(crate) async fn connection(
 ) -> Response {
     let result = async {
         caller.require(Role::Viewer)?;
-        let (conn, runs, freshness) = state.with_store(|s| {
+        let (conn, runs, freshness) = state.read(|s| {
             let c = s
                 .connection(&name)?
                 .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
@@ -599,57 +605,31 @@ pub(crate) async fn connection(
     page(&caller, result)
 }
 
-/// The locations picker, as a fragment the connection page loads into its panel.
+/// The locations picker, as a fragment the connection page loads into its panel: what the
+/// store has from the connection's scans, with a button for an operator to list them live.
 pub(crate) async fn locations(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Response {
-    let result: Result<Html<String>, ApiError> = async {
-        caller.require(Role::Viewer)?;
-        let report = state.backend().locations(name.clone()).await?;
-        let disabled = if caller.can(Role::Admin) { "" } else { " disabled" };
-        let mut tree = String::new();
-        for r in &report.registries {
-            let checked = if r.state == "selected" { " checked" } else { "" };
-            let partly = if r.state == "partly" { " data-partly=\"true\"" } else { "" };
-            let _ = write!(
-                tree,
-                r#"<li class="registry"><label><input type="checkbox" class="reg" data-registry="{n}"{checked}{partly}{disabled}> <b>{n}</b></label>"#,
-                n = esc(&r.name)
-            );
-            if let Some(err) = &r.error {
-                let _ = write!(tree, r#"<div class="field-error">cannot list repositories: {}</div>"#, esc(err));
-            }
-            tree.push_str("<ul>");
-            for repo in &r.repositories {
-                let _ = write!(
-                    tree,
-                    r#"<li><label><input type="checkbox" class="repo" data-registry="{rn}" data-repository="{n}"{c}{disabled}> {n}</label></li>"#,
-                    rn = esc(&r.name),
-                    n = esc(&repo.name),
-                    c = if repo.selected { " checked" } else { "" },
-                );
-            }
-            tree.push_str("</ul></li>");
-        }
-        let rules = if report.rules.is_empty() {
-            "everything".to_owned()
-        } else {
-            report
-                .rules
-                .iter()
-                .map(|r| format!("{} <code>{}</code>", match r.action { keelson_store::SelectionAction::Select => "select", keelson_store::SelectionAction::Deselect => "deselect" }, esc(&r.pattern)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        Ok(Html(format!(
-            r#"<h2>Locations</h2><p class="muted">Scanned now: {rules}. Tick what to scan.</p>{refused}<ul class="tree">{tree}</ul>
-<div class="actions"><button type="button" class="primary" data-action="save-locations"{disabled}>Save</button><span class="ok-note" id="locations-note"></span></div>"#,
-            refused = refused_note(&caller, Role::Admin, "change locations"),
-        )))
-    }
-    .await;
+    let result = caller
+        .require(Role::Viewer)
+        .and_then(|_| crate::locations::stored(&state, &name));
+    fragment(result.map(|report| locations_html(&caller, &report, Source::Stored)))
+}
+
+/// The locations picker listed live through the plugin: an operator's action (a POST, so a
+/// browser session also needs its CSRF token).
+pub(crate) async fn live_locations(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    let result = api::list_live(&state, &caller, name).await;
+    fragment(result.map(|report| locations_html(&caller, &report, Source::Live)))
+}
+
+fn fragment(result: Result<Html<String>, ApiError>) -> Response {
     match result {
         Ok(html) => html.into_response(),
         Err(err) => (
@@ -661,6 +641,95 @@ pub(crate) async fn locations(
         )
             .into_response(),
     }
+}
+
+fn locations_html(caller: &Caller, report: &LocationReport, source: Source) -> Html<String> {
+    let disabled = if caller.can(Role::Admin) {
+        ""
+    } else {
+        " disabled"
+    };
+    let mut tree = String::new();
+    for r in &report.registries {
+        let checked = if r.state == "selected" {
+            " checked"
+        } else {
+            ""
+        };
+        let partly = if r.state == "partly" {
+            " data-partly=\"true\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            tree,
+            r#"<li class="registry"><label><input type="checkbox" class="reg" data-registry="{n}"{checked}{partly}{disabled}> <b>{n}</b></label>"#,
+            n = esc(&r.name)
+        );
+        if let Some(seen) = &r.last_seen {
+            let _ = write!(
+                tree,
+                r#" <span class="muted">last listed {}</span>"#,
+                esc(seen)
+            );
+        }
+        if let Some(err) = &r.error {
+            let _ = write!(
+                tree,
+                r#"<div class="field-error">cannot list repositories: {}</div>"#,
+                esc(err)
+            );
+        }
+        tree.push_str("<ul>");
+        for repo in &r.repositories {
+            let _ = write!(
+                tree,
+                r#"<li><label><input type="checkbox" class="repo" data-registry="{rn}" data-repository="{n}"{c}{disabled}> {n}</label></li>"#,
+                rn = esc(&r.name),
+                n = esc(&repo.name),
+                c = if repo.selected { " checked" } else { "" },
+            );
+        }
+        tree.push_str("</ul></li>");
+    }
+    let rules = if report.rules.is_empty() {
+        "everything".to_owned()
+    } else {
+        report
+            .rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} <code>{}</code>",
+                    match r.action {
+                        keelson_store::SelectionAction::Select => "select",
+                        keelson_store::SelectionAction::Deselect => "deselect",
+                    },
+                    esc(&r.pattern)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let origin = match source {
+        Source::Stored if report.registries.is_empty() => {
+            "No scan has listed this connection's registries yet."
+        }
+        Source::Stored => "As the connection's scans listed them.",
+        Source::Live => "Listed live from the plugin just now.",
+    };
+    let live = if caller.can(Role::Operator) {
+        ""
+    } else {
+        " disabled"
+    };
+    Html(format!(
+        r#"<h2>Locations</h2><p class="muted" data-source="{source}">{origin} Scanned now: {rules}. Tick what to scan.</p>{refused}{refused_live}<ul class="tree">{tree}</ul>
+<div class="actions"><button type="button" class="primary" data-action="save-locations"{disabled}>Save</button><button type="button" data-action="locations-live"{live}>List live from the plugin</button><span class="ok-note" id="locations-note"></span></div>"#,
+        source = source.as_str(),
+        refused = refused_note(caller, Role::Admin, "change locations"),
+        refused_live = refused_note(caller, Role::Operator, "list locations live"),
+    ))
 }
 
 /// The notes of one run in the history: its error, what it would resolve while held, and who
@@ -816,7 +885,7 @@ pub(crate) async fn issues(
         caller.require(Role::Viewer)?;
         let plugins = state.backend().plugins().await.unwrap_or_default();
         let sort = query.sort()?;
-        let (page, summary, connections) = state.with_store(|s| {
+        let (page, summary, connections) = state.read(|s| {
             let page = api::issue_page(s, &query, false)?;
             // Tiles and filter choices come from one aggregate over the filtered queue.
             let summary = s.queue_summary(&query.filter()?)?;
@@ -1073,7 +1142,7 @@ pub(crate) async fn issue_panel(
     let result = (|| {
         caller.require(Role::Viewer)?;
         let id = api::parse_issue_id(&id)?;
-        let d = state.with_store(|s| api::issue_json(s, id))?;
+        let d = state.read(|s| api::issue_json(s, id))?;
         Ok::<_, ApiError>(issue_panel_html(&caller, &d))
     })();
     match result {

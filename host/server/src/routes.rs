@@ -24,6 +24,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/connections/{name}/verify"),
     ("GET", "/api/v1/connections/{name}/locations"),
     ("PUT", "/api/v1/connections/{name}/locations"),
+    ("POST", "/api/v1/connections/{name}/locations/live"),
     ("POST", "/api/v1/connections/{name}/scan"),
     ("GET", "/api/v1/connections/{name}/scan"),
     ("GET", "/api/v1/connections/{name}/runs"),
@@ -50,7 +51,8 @@ fn asset(body: &'static str, mime: &'static str) -> Response {
         .into_response()
 }
 
-/// The whole service: API, pages and assets, every request through [`auth::guard`].
+/// The whole service: API, pages and assets, every request through [`auth::guard`] and every
+/// response with `security_headers`.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/health", get(api::health))
@@ -73,6 +75,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/connections/{name}/locations",
             get(api::locations).put(api::set_locations),
+        )
+        .route(
+            "/api/v1/connections/{name}/locations/live",
+            post(api::live_locations),
         )
         .route(
             "/api/v1/connections/{name}/scan",
@@ -100,6 +106,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/connections/{name}", get(pages::connection))
         .route("/connections/{name}/locations", get(pages::locations))
+        .route(
+            "/connections/{name}/locations/live",
+            post(pages::live_locations),
+        )
         .route("/issues", get(pages::issues))
         .route("/issues/{id}/panel", get(pages::issue_panel))
         .route(
@@ -125,12 +135,14 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(axum::middleware::map_response(security_headers))
+        // The guard inside the headers: its own refusals (401, 403, 421, 429) carry them too.
         .layer(from_fn_with_state(state.clone(), auth::guard))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
-/// Headers on every response: no framing by other sites, no sniffing, a strict content policy.
+/// Headers on every response, the guard's refusals included: no framing by other sites, no
+/// sniffing, a strict content policy.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let set = [

@@ -184,7 +184,7 @@ pub(crate) fn start(
     actor: &str,
     accept_drop: bool,
 ) -> Result<ScanState, ApiError> {
-    state.with_store(|s| {
+    state.write(|s| {
         s.connection(name)?
             .ok_or_else(|| ApiError::not_found(format!("no connection named `{name}`")))?;
         let detail = accept_drop.then_some("accept-drop");

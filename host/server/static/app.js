@@ -49,6 +49,8 @@
       verify(t);
     } else if (action === "locations") {
       toggleLocations();
+    } else if (action === "locations-live") {
+      liveLocations(t);
     } else if (action === "save-locations") {
       saveLocations(t);
     } else if (action === "scan") {
@@ -163,10 +165,25 @@
     var box = $("#locations");
     if (!box.hidden) { box.hidden = true; return; }
     box.hidden = false;
-    box.innerHTML = '<p class="muted">Listing registries and repositories…</p>';
+    box.innerHTML = '<p class="muted">Reading registries and repositories…</p>';
     fetch("/connections/" + encodeURIComponent(connName) + "/locations", { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
       .then(function (html) { box.innerHTML = html; wireTree(box); });
+  }
+
+  // Listing through the plugin is an operator's action, so it is a POST with the CSRF token.
+  function liveLocations(button) {
+    var box = $("#locations");
+    button.disabled = true;
+    var note = $("#locations-note");
+    note.className = "ok-note";
+    note.textContent = "Listing live from the plugin…";
+    api("POST", "/connections/" + encodeURIComponent(connName) + "/locations/live").then(function (res) {
+      if (typeof res.data === "string") { box.innerHTML = res.data; wireTree(box); return; }
+      button.disabled = false;
+      note.className = "form-error";
+      note.textContent = errorText(res);
+    });
   }
 
   function saveLocations(button) {

@@ -8,9 +8,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as IoWrite};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keelson_core::{
@@ -24,7 +24,7 @@ use keelson_server::{
 };
 use keelson_store::{
     ConnectionSpec, Coverage, EnrichCounts, Keyring, MasterKey, RegistryCoverage, ResolveGuard,
-    RunId, RunInfo, RunOutcome, RunStatus, RunTrigger, Store,
+    RunId, RunInfo, RunOutcome, RunStatus, RunTrigger, SelectionRule, Store,
 };
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
@@ -39,6 +39,8 @@ const REGISTRY: &str = "contoso.azurecr.io";
 /// unless the scan pre-approved it.
 struct Hostile {
     db: std::path::PathBuf,
+    /// How many times the locations were listed live (a plugin call).
+    live: Arc<AtomicUsize>,
 }
 
 fn info() -> ConnectorInfo {
@@ -57,6 +59,7 @@ fn info() -> ConnectorInfo {
                 default_value: Some("\"><script>alert(2)</script>".into()),
                 choices: vec![],
                 only_when: None,
+                secret_hosts: Vec::new(),
             },
             SettingSpec {
                 key: "mode".into(),
@@ -70,6 +73,7 @@ fn info() -> ConnectorInfo {
                     key: "x\"".into(),
                     value: "<y>".into(),
                 }),
+                secret_hosts: Vec::new(),
             },
             SettingSpec {
                 key: "client_secret".into(),
@@ -80,6 +84,7 @@ fn info() -> ConnectorInfo {
                 default_value: None,
                 choices: vec![],
                 only_when: None,
+                secret_hosts: Vec::new(),
             },
         ],
         instructions: format!(
@@ -117,10 +122,14 @@ impl Backend for Hostile {
     fn declared_in(&self, name: &str) -> Option<String> {
         (name == "declared").then(|| "plugins.toml".to_owned())
     }
+    fn declared_rules(&self, _name: &str) -> Vec<SelectionRule> {
+        Vec::new()
+    }
     fn verify(&self, _name: String) -> BoxFuture<'_, Result<Account, BackendError>> {
         Box::pin(async { Err(BackendError::Failed(format!("cannot reach {IMG}"))) })
     }
     fn locations(&self, _name: String) -> BoxFuture<'_, Result<LocationReport, BackendError>> {
+        self.live.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {
             Ok(LocationReport {
                 rules: vec![],
@@ -132,6 +141,7 @@ impl Backend for Hostile {
                         selected: true,
                     }],
                     error: Some(format!("oops {XSS}")),
+                    last_seen: None,
                 }],
             })
         })
@@ -247,6 +257,8 @@ fn ingest(store: &mut Store, findings: &[Finding]) {
 struct Server {
     addr: SocketAddr,
     db: std::path::PathBuf,
+    /// The backend's count of live listings.
+    live: Arc<AtomicUsize>,
     _dir: tempfile::TempDir,
     admin: String,
     operator: String,
@@ -254,6 +266,11 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(|c| c).await
+}
+
+/// [`start`] with the server's configuration changed by `configure`.
+async fn start_with(configure: impl FnOnce(ServerConfig) -> ServerConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("keelson.db");
     let mut store = Store::open(&db).unwrap();
@@ -285,10 +302,11 @@ async fn start() -> Server {
             .unwrap();
         tokens.push(token);
     }
-    let addr = serve_db(&db).await;
+    let (addr, live) = serve_with(&db, configure).await;
     Server {
         addr,
         db,
+        live,
         _dir: dir,
         admin: tokens[0].clone(),
         operator: tokens[1].clone(),
@@ -299,17 +317,31 @@ async fn start() -> Server {
 /// Starts a server on a fresh port over the store at `db`: a new process as far as the server's
 /// state goes.
 async fn serve_db(db: &std::path::Path) -> SocketAddr {
+    serve_with(db, |c| c).await.0
+}
+
+/// [`serve_db`] with the configuration changed by `configure`; also the backend's count of
+/// live listings.
+async fn serve_with(
+    db: &std::path::Path,
+    configure: impl FnOnce(ServerConfig) -> ServerConfig,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server_store = Store::open(db).unwrap();
-    let backend = Hostile { db: db.to_owned() };
-    let state = AppState::new(ServerConfig::new(addr), server_store, Arc::new(backend));
+    let live = Arc::new(AtomicUsize::new(0));
+    let backend = Hostile {
+        db: db.to_owned(),
+        live: live.clone(),
+    };
+    let config = configure(ServerConfig::new(addr));
+    let state = AppState::new(config, server_store, Arc::new(backend));
     tokio::spawn(keelson_server::serve(
         state,
         listener,
         std::future::pending(),
     ));
-    addr
+    (addr, live)
 }
 
 /// A response: status, headers (lowercase names) and body.
@@ -346,6 +378,18 @@ async fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
+    send_from(None, addr, method, path, headers, body).await
+}
+
+/// [`send`] from the loopback address `from` (another client, as far as the server can tell).
+async fn send_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         let _ = write!(request, "Host: {addr}\r\n");
@@ -354,8 +398,17 @@ async fn send(
         let _ = write!(request, "{k}: {v}\r\n");
     }
     let _ = write!(request, "Content-Length: {}\r\n\r\n{body}", body.len());
+    let mut stream = match from {
+        None => TcpStream::connect(addr).unwrap(),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+            let stream = socket.connect(addr).await.unwrap().into_std().unwrap();
+            stream.set_nonblocking(false).unwrap();
+            stream
+        }
+    };
     tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
         IoWrite::write_all(&mut stream, request.as_bytes()).unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).unwrap();
@@ -686,18 +739,34 @@ async fn cross_origin_and_csrf_less_changes_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_plugin_string_is_escaped() {
     let s = start().await;
-    let (cookie, _) = session(&s, &s.admin).await;
+    // A registry and repository the plugin named with markup, as a scan stored them.
+    let mut hostile = finding(
+        &format!("repo\"{IMG}"),
+        "sha256:ee",
+        "CVE-2024-9999",
+        Severity::Low,
+    );
+    hostile.image.registry = format!("reg{XSS}");
+    ingest(&mut Store::open(&s.db).unwrap(), &[hostile]);
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let origin = format!("http://{}", s.addr);
     let id = first_issue_id(&s);
-    for path in [
-        "/connectors".to_owned(),
-        "/connectors/hostile".to_owned(),
-        "/connectors/hostile/instructions".to_owned(),
-        "/connections/prod".to_owned(),
-        "/connections/prod/locations".to_owned(),
-        "/issues".to_owned(),
-        format!("/issues/{id}/panel"),
+    for (method, path) in [
+        ("GET", "/connectors".to_owned()),
+        ("GET", "/connectors/hostile".to_owned()),
+        ("GET", "/connectors/hostile/instructions".to_owned()),
+        ("GET", "/connections/prod".to_owned()),
+        ("GET", "/connections/prod/locations".to_owned()),
+        ("POST", "/connections/prod/locations/live".to_owned()),
+        ("GET", "/issues".to_owned()),
+        ("GET", format!("/issues/{id}/panel")),
     ] {
-        let reply = send(s.addr, "GET", &path, &[("Cookie", &cookie)], "").await;
+        let headers = [
+            ("Cookie", cookie.as_str()),
+            ("X-CSRF-Token", &csrf),
+            ("Origin", &origin),
+        ];
+        let reply = send(s.addr, method, &path, &headers, "").await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let body = &reply.body;
         for raw in [
@@ -1971,4 +2040,520 @@ async fn a_scan_from_the_api_is_held_unless_the_drop_is_pre_approved() {
     )
     .await;
     assert_eq!(viewer.status, 403);
+}
+
+/// The `LocationReport` schema of openapi.json, to hold answers to it.
+fn location_schema() -> jsonschema::Validator {
+    let spec: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    jsonschema::validator_for(&spec["components"]["schemas"]["LocationReport"]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_stored_locations_and_only_an_operator_lists_them_live() {
+    let s = start().await;
+    let schema = location_schema();
+    let viewer = bearer(&s.viewer);
+    let stored = send(
+        s.addr,
+        "GET",
+        "/api/v1/connections/prod/locations",
+        &[("Authorization", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    let report = stored.json();
+    assert!(schema.is_valid(&report), "{report:#}");
+    assert_eq!(report["source"], "stored");
+    assert_eq!(report["registries"][0]["name"], REGISTRY);
+    assert!(
+        report["registries"][0]["last_seen"].is_string(),
+        "{report:#}"
+    );
+    let repositories: Vec<&str> = report["registries"][0]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(repositories, ["api", "jobs", "web"], "what the scan stored");
+    // The picker reads the store too, and offers a viewer no live listing.
+    let (cookie, csrf) = session(&s, &s.viewer).await;
+    let origin = format!("http://{}", s.addr);
+    let page = send(
+        s.addr,
+        "GET",
+        "/connections/prod/locations",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(r#"data-source="stored""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"data-action="locations-live" disabled"#)
+    );
+    assert!(page.body.contains("cannot list locations live"));
+    let api_live = send(
+        s.addr,
+        "POST",
+        "/api/v1/connections/prod/locations/live",
+        &[("Authorization", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (api_live.status, api_live.code().as_str()),
+        (403, "forbidden")
+    );
+    let session_headers = [
+        ("Cookie", cookie.as_str()),
+        ("X-CSRF-Token", &csrf),
+        ("Origin", &origin),
+    ];
+    let page_live = send(
+        s.addr,
+        "POST",
+        "/connections/prod/locations/live",
+        &session_headers,
+        "",
+    )
+    .await;
+    assert_eq!(page_live.status, 403, "{}", page_live.body);
+    assert_eq!(
+        s.live.load(Ordering::SeqCst),
+        0,
+        "a viewer called no plugin"
+    );
+
+    // An operator lists them live, through the API or the page's button.
+    let live = post(&s, &s.operator, "/api/v1/connections/prod/locations/live").await;
+    assert_eq!(live.status, 200, "{}", live.body);
+    assert!(schema.is_valid(&live.json()), "{}", live.body);
+    assert_eq!(live.json()["source"], "live");
+    assert_eq!(s.live.load(Ordering::SeqCst), 1);
+    let (cookie, csrf) = session(&s, &s.operator).await;
+    let page_live = send(
+        s.addr,
+        "POST",
+        "/connections/prod/locations/live",
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Origin", &origin),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(page_live.status, 200, "{}", page_live.body);
+    assert!(page_live.body.contains(r#"data-source="live""#));
+    assert_eq!(s.live.load(Ordering::SeqCst), 2);
+    // Without its CSRF token the button's request is refused before the plugin is called.
+    let forged = send(
+        s.addr,
+        "POST",
+        "/connections/prod/locations/live",
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        "",
+    )
+    .await;
+    assert_eq!((forged.status, forged.code().as_str()), (403, "csrf"));
+    assert_eq!(s.live.load(Ordering::SeqCst), 2);
+
+    // The stored view follows the selection, and knows no connection that is not there.
+    let admin = bearer(&s.admin);
+    let put = send(
+        s.addr,
+        "PUT",
+        "/api/v1/connections/prod/locations",
+        &[
+            ("Authorization", &admin),
+            ("Content-Type", "application/json"),
+        ],
+        &json!({"rules": [{"action": "deselect", "pattern": "*/jobs"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let report = get_json(&s, "/api/v1/connections/prod/locations").await;
+    let registry = &report["registries"][0];
+    assert_eq!(registry["state"], "partly", "{report:#}");
+    let jobs = registry["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "jobs")
+        .unwrap();
+    assert_eq!(jobs["selected"], false);
+    let missing = send(
+        s.addr,
+        "GET",
+        "/api/v1/connections/nope/locations",
+        &[("Authorization", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (missing.status, missing.code().as_str()),
+        (404, "not_found")
+    );
+    assert_eq!(s.live.load(Ordering::SeqCst), 2);
+}
+
+fn has_security_headers(reply: &Reply) -> bool {
+    reply.header("x-frame-options") == Some("DENY")
+        && reply.header("x-content-type-options") == Some("nosniff")
+        && reply.header("referrer-policy") == Some("same-origin")
+        && reply
+            .header("content-security-policy")
+            .is_some_and(|csp| csp.contains("frame-ancestors 'none'"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guards_own_refusals_carry_the_security_headers() {
+    let s = start().await;
+    let port = s.addr.port();
+    let foreign = send(
+        s.addr,
+        "GET",
+        "/issues",
+        &[("Host", &format!("evil.example:{port}"))],
+        "",
+    )
+    .await;
+    let anonymous = send(s.addr, "GET", "/api/v1/issues", &[], "").await;
+    let unknown_token = send(
+        s.addr,
+        "GET",
+        "/api/v1/issues",
+        &[("Authorization", "Bearer kt_nope")],
+        "",
+    )
+    .await;
+    let cross_origin = send(
+        s.addr,
+        "POST",
+        "/api/v1/connections/prod/scan",
+        &[
+            ("Authorization", &bearer(&s.operator)),
+            ("Origin", "http://evil.example"),
+        ],
+        "",
+    )
+    .await;
+    let to_signin = send(s.addr, "GET", "/issues", &[], "").await;
+    for (reply, status) in [
+        (&foreign, 421),
+        (&anonymous, 401),
+        (&unknown_token, 401),
+        (&cross_origin, 403),
+        (&to_signin, 303),
+    ] {
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(has_security_headers(reply), "{status}: {:?}", reply.headers);
+    }
+    assert_eq!(to_signin.header("location"), Some("/signin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_of_nobody_is_refused_before_its_body_is_read() {
+    let s = start().await;
+    // Today's trap: the endpoint's schema in the answer to an empty object.
+    for body in ["{}", "not json at all", r#"{"plugin": 1}"#] {
+        let reply = send(
+            s.addr,
+            "POST",
+            "/api/v1/connections",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await;
+        assert_eq!(
+            (reply.status, reply.code().as_str()),
+            (401, "unauthenticated"),
+            "{body}: {}",
+            reply.body
+        );
+        for schema_word in ["missing field", "plugin", "expected", "body"] {
+            assert!(!reply.body.contains(schema_word), "{body}: {}", reply.body);
+        }
+    }
+    // A body announced and never sent: answered at once, so nothing waited to read it.
+    let answer = tokio::task::spawn_blocking({
+        let addr = s.addr;
+        move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let head = format!(
+                "POST /api/v1/connections/prod/locations/live HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{{"
+            );
+            IoWrite::write_all(&mut stream, head.as_bytes()).unwrap();
+            let mut raw = [0u8; 4096];
+            let n = stream.read(&mut raw).expect("an answer before the body");
+            String::from_utf8_lossy(&raw[..n]).into_owned()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert_eq!(s.live.load(Ordering::SeqCst), 0);
+    // The open routes stay open.
+    assert_eq!(
+        send(s.addr, "GET", "/api/v1/health", &[], "").await.status,
+        200
+    );
+    assert_eq!(send(s.addr, "GET", "/signin", &[], "").await.status, 200);
+    assert_eq!(
+        send(s.addr, "GET", "/static/app.js", &[], "").await.status,
+        200
+    );
+}
+
+/// The log lines of this test binary, from the first call on.
+fn captured_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogWriter(log))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        log
+    })
+}
+
+struct LogWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_logged_without_the_token_and_throttled_per_address() {
+    let log = captured_log();
+    let s = start().await;
+    // An address of its own, so the log lines of other tests' clients are not counted.
+    let client: IpAddr = "127.0.0.3".parse().unwrap();
+    let wrong = "kt_wrong_but_could_be_a_typo_of_a_real_one";
+    let sign_in = |token: &str| json!({ "token": token }).to_string();
+    let origin = format!("http://{}", s.addr);
+    let api_headers = [
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let form_headers = [
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let wrong_bearer = bearer(wrong);
+    // Five failures within the minute, by the API, the form and a bearer token.
+    // Method, path, headers and body of each try.
+    type Attempt<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], String);
+    let attempts: [Attempt<'_>; 5] = [
+        ("POST", "/api/v1/session", &api_headers, sign_in(wrong)),
+        ("POST", "/api/v1/session", &api_headers, sign_in(wrong)),
+        ("POST", "/signin", &form_headers, format!("token={wrong}")),
+        ("POST", "/signin", &form_headers, format!("token={wrong}")),
+        (
+            "GET",
+            "/api/v1/me",
+            &[("Authorization", &wrong_bearer)],
+            String::new(),
+        ),
+    ];
+    for (method, path, headers, body) in &attempts {
+        let reply = send_from(Some(client), s.addr, method, path, headers, body).await;
+        assert_eq!(reply.status, 401, "{method} {path}: {}", reply.body);
+    }
+    // Now even the right token is refused from this address, without being looked at.
+    let admin = sign_in(&s.admin);
+    let right = send_from(
+        Some(client),
+        s.addr,
+        "POST",
+        "/api/v1/session",
+        &api_headers,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        (right.status, right.code().as_str()),
+        (429, "throttled"),
+        "{}",
+        right.body
+    );
+    assert!(right.header("set-cookie").is_none());
+    let wait: u64 = right.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(has_security_headers(&right));
+    let admin_bearer = bearer(&s.admin);
+    let by_bearer = send_from(
+        Some(client),
+        s.addr,
+        "GET",
+        "/api/v1/me",
+        &[("Authorization", &admin_bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(by_bearer.status, 429, "{}", by_bearer.body);
+    let admin_form = format!("token={}", s.admin);
+    let by_form = send_from(
+        Some(client),
+        s.addr,
+        "POST",
+        "/signin",
+        &form_headers,
+        &admin_form,
+    )
+    .await;
+    assert_eq!(by_form.status, 429);
+    assert!(by_form.header("retry-after").is_some());
+    assert!(
+        by_form.body.contains("too many failed sign-ins"),
+        "{}",
+        by_form.body
+    );
+    // Another address is not held back.
+    let elsewhere = send(s.addr, "POST", "/api/v1/session", &api_headers, &admin).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("client=127.0.0.3"))
+        .collect();
+    let failed: Vec<&&str> = ours
+        .iter()
+        .filter(|l| l.contains("sign-in failed"))
+        .collect();
+    assert_eq!(failed.len(), 5, "{ours:#?}");
+    for via in ["api session", "sign-in form", "bearer token"] {
+        assert!(failed.iter().any(|l| l.contains(via)), "{via}: {failed:#?}");
+    }
+    assert!(
+        ours.iter().any(|l| l.contains("too many failed ones")),
+        "{ours:#?}"
+    );
+    assert!(!text.contains(wrong), "the token never reaches the log");
+    assert!(!text.contains(&s.admin), "nor does the right one");
+}
+
+/// A suppression of issue `id` through the browser session `cookie`, sent from `origin`.
+async fn suppress_from(s: &Server, id: i64, cookie: &str, csrf: &str, origin: &str) -> Reply {
+    send(
+        s.addr,
+        "POST",
+        &format!("/api/v1/issues/{id}/suppression"),
+        &[
+            ("Cookie", cookie),
+            ("X-CSRF-Token", csrf),
+            ("Origin", origin),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"reason":"behind the proxy"}"#,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_an_https_public_url_cookies_are_secure_and_only_that_origin_changes_anything() {
+    let public = "https://keelson.example.test";
+    let s =
+        start_with(|c| c.with_public_url(keelson_server::PublicUrl::parse(public).unwrap())).await;
+    let json_type = ("Content-Type", "application/json");
+    let body = json!({ "token": s.operator }).to_string();
+    let plain = format!("http://{}", s.addr);
+    // Signing in from the plain-HTTP address is refused; from the public origin it works.
+    let refused = send(
+        s.addr,
+        "POST",
+        "/api/v1/session",
+        &[("Origin", &plain), json_type],
+        &body,
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (403, "cross_origin")
+    );
+    let signed_in = send(
+        s.addr,
+        "POST",
+        "/api/v1/session",
+        &[
+            ("Origin", public),
+            ("Host", "keelson.example.test"),
+            json_type,
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let cookie = signed_in.header("set-cookie").unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let csrf = signed_in.json()["csrf"].as_str().unwrap().to_owned();
+    let id = first_issue_id(&s);
+    for origin in [
+        plain.as_str(),
+        "http://keelson.example.test",
+        "https://evil.example",
+    ] {
+        let reply = suppress_from(&s, id, &pair, &csrf, origin).await;
+        assert_eq!(
+            (reply.status, reply.code().as_str()),
+            (403, "cross_origin"),
+            "{origin}"
+        );
+    }
+    assert_eq!(
+        suppress_from(&s, id, &pair, &csrf, public).await.status,
+        200
+    );
+    let out = send(
+        s.addr,
+        "DELETE",
+        "/api/v1/session",
+        &[
+            ("Cookie", &pair),
+            ("X-CSRF-Token", &csrf),
+            ("Origin", public),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert!(out.header("set-cookie").unwrap().contains("; Secure"));
+    // Without a public URL the cookie has no `Secure`: the bound address is plain HTTP.
+    let plain_server = start().await;
+    let reply = send(
+        plain_server.addr,
+        "POST",
+        "/api/v1/session",
+        &[
+            ("Origin", &format!("http://{}", plain_server.addr)),
+            json_type,
+        ],
+        &json!({ "token": plain_server.viewer }).to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(!reply.header("set-cookie").unwrap().contains("Secure"));
 }

@@ -31,6 +31,16 @@ pub enum Error {
         supported: i64,
     },
 
+    #[error(
+        "the store at `{path}` has schema version {found}, but this keelson reads version {expected}; \
+         run any keelson command on it once to migrate it"
+    )]
+    SchemaNotMigrated {
+        path: PathBuf,
+        found: i64,
+        expected: i64,
+    },
+
     #[error("migrating the store to schema version {version} failed")]
     Migrate {
         version: i64,

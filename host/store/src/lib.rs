@@ -4,6 +4,8 @@
 //! [`Store`] is the only type that touches SQLite. It is opened with [`Store::open`], which sets WAL,
 //! `synchronous=FULL`, a busy timeout and foreign keys, applies the append-only migrations in
 //! [`migrate`] and marks runs left `running` by a dead process as `interrupted`.
+//! [`Store::open_read_only`] opens more connections to the same file that only read, for a
+//! server whose readers must not wait behind its writer.
 //!
 //! The scan pipeline drives a run through [`Store::begin_run`], [`Store::ingest_inventory`],
 //! [`Store::ingest_findings`] and [`Store::finish_run`]; each call is one `BEGIN IMMEDIATE`
@@ -49,7 +51,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 pub use connections::{
@@ -139,16 +141,23 @@ impl Store {
     /// Refuses a database written by a newer keelson ([`Error::SchemaTooNew`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        let conn = Self::open_wal(path, OpenFlags::default(), "PRAGMA journal_mode = WAL")?;
+        Self::finish_open(conn, path, owner::Owner::for_database(path)?)
+    }
+
+    /// Opens `path` with `flags` and a busy timeout, refusing it unless `journal_pragma` (which
+    /// asks for WAL, or only reads the mode) answers WAL.
+    fn open_wal(path: &Path, flags: OpenFlags, journal_pragma: &str) -> Result<Connection> {
         let open_err = |source: rusqlite::Error| Error::Open {
             path: path.to_owned(),
             source: DbError(source),
         };
-        let conn = Connection::open(path).map_err(open_err)?;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL lets readers (the queue, the web page) run while a scan writes; FULL makes each
         // commit durable on power loss, which NORMAL does not in WAL mode.
         let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .query_row(journal_pragma, [], |row| row.get(0))
             .map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::NotWal {
@@ -156,7 +165,55 @@ impl Store {
                 mode,
             });
         }
-        Self::finish_open(conn, path, owner::Owner::for_database(path)?)
+        Ok(conn)
+    }
+
+    /// Opens a read-only connection to the store at `path`, for readers beside its one writer
+    /// (the pages and API of `keelson serve`): in WAL mode it reads while a scan or another
+    /// request writes. It never migrates or recovers anything, so it refuses a file whose schema
+    /// is not exactly this build's; every write method fails on it.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let open_err = |source: rusqlite::Error| Error::Open {
+            path: path.to_owned(),
+            source: DbError(source),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Self::open_wal(path, flags, "PRAGMA journal_mode")?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_err)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(open_err)?;
+        let supported = migrate::latest_version();
+        if found > supported {
+            return Err(Error::SchemaTooNew {
+                path: path.to_owned(),
+                found,
+                supported,
+            });
+        }
+        if found < supported {
+            return Err(Error::SchemaNotMigrated {
+                path: path.to_owned(),
+                found,
+                expected: supported,
+            });
+        }
+        // A reader never begins or recovers a run, so it holds no owner lock.
+        Ok(Self {
+            conn,
+            owner: owner::Owner::in_memory(),
+        })
+    }
+
+    /// The file this store is on; `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.conn.path().filter(|p| !p.is_empty()).map(Path::new)
     }
 
     /// Opens a private in-memory store, for tests and dry runs.
@@ -278,6 +335,51 @@ mod tests {
         assert_eq!(sync, 2, "FULL is 2");
         assert_eq!(fk, 1);
         assert_eq!(store.integrity_check().unwrap(), vec!["ok".to_owned()]);
+    }
+
+    #[test]
+    fn a_read_only_store_reads_while_a_writer_holds_the_lock_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("k.db");
+        let mut writer = Store::open(&db).unwrap();
+        let keys = Keyring::new(MasterKey::generate("k1").unwrap());
+        writer
+            .save_connection(&ConnectionSpec::new("prod", "acr"), &keys, "test")
+            .unwrap();
+        let mut reader = Store::open_read_only(&db).unwrap();
+        assert_eq!(reader.path(), Some(db.as_path()));
+        // The writer holds the write lock with an uncommitted change, as a scan's batch does.
+        writer.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        writer
+            .conn
+            .execute("UPDATE connections SET plugin = 'changed'", [])
+            .unwrap();
+        let seen = reader.connection("prod").unwrap().unwrap();
+        assert_eq!(seen.plugin, "acr", "the reader sees the last commit");
+        writer.conn.execute_batch("COMMIT").unwrap();
+        assert_eq!(
+            reader.connection("prod").unwrap().unwrap().plugin,
+            "changed"
+        );
+        // It writes nothing, and it needs a migrated file.
+        assert!(reader.revoke_token("nobody", "test").is_err());
+        assert!(
+            reader
+                .save_connection(&ConnectionSpec::new("x", "acr"), &keys, "test")
+                .is_err()
+        );
+        assert!(writer.connection("x").unwrap().is_none());
+        assert_eq!(Store::open_in_memory().unwrap().path(), None);
+        let fresh = dir.path().join("fresh.db");
+        Connection::open(&fresh)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL")
+            .unwrap();
+        let err = Store::open_read_only(&fresh).unwrap_err();
+        assert!(
+            matches!(err, Error::SchemaNotMigrated { found: 0, .. }),
+            "{err}"
+        );
     }
 
     #[test]

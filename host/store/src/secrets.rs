@@ -94,6 +94,14 @@ impl Keyring {
         &self.current
     }
 
+    /// Whether `bytes` are one of this ring's keys, so a caller can refuse to pass a key on as
+    /// something else (a connection's secret).
+    pub fn contains(&self, bytes: &[u8]) -> bool {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|k| k.key.expose_secret().as_slice() == bytes)
+    }
+
     fn by_id(&self, id: &str) -> Option<&MasterKey> {
         std::iter::once(&self.current)
             .chain(&self.previous)
@@ -204,6 +212,16 @@ mod tests {
             open(&keys, "staging", "client-secret", &sealed),
             Err(Error::Decrypt { .. })
         ));
+    }
+
+    #[test]
+    fn a_keyring_knows_its_own_keys() {
+        let keys = Keyring::new(MasterKey::from_bytes("k2", &[2; 32]).unwrap())
+            .with_previous(MasterKey::from_bytes("k1", &[1; 32]).unwrap());
+        assert!(keys.contains(&[2; 32]));
+        assert!(keys.contains(&[1; 32]));
+        assert!(!keys.contains(&[3; 32]));
+        assert!(!keys.contains(&[2; 31]));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct WebSession {
     pub token: ApiToken,
     pub csrf: String,
     pub expires_at: String,
+    /// Its last recorded use is old enough that this one should be recorded
+    /// ([`Store::touch_session`]); [`Store::session`] has done so already.
+    pub touch_due: bool,
 }
 
 /// `+N seconds` for SQLite's date functions.
@@ -49,11 +52,25 @@ impl Store {
     /// The live session whose cookie hashes to `cookie_sha256`, marking it used: not expired,
     /// used within `idle`, and its token not revoked.
     pub fn session(&mut self, cookie_sha256: &str, idle: Duration) -> Result<Option<WebSession>> {
+        let Some(mut session) = self.find_session(cookie_sha256, idle)? else {
+            return Ok(None);
+        };
+        if session.touch_due {
+            self.touch_session(cookie_sha256)?;
+            session.touch_due = false;
+        }
+        Ok(Some(session))
+    }
+
+    /// The live session whose cookie hashes to `cookie_sha256`, like [`Store::session`], without
+    /// marking it used: it only reads, so a read-only store answers it while another connection
+    /// writes. When its `touch_due` is set, [`Store::touch_session`] should record the use.
+    pub fn find_session(&self, cookie_sha256: &str, idle: Duration) -> Result<Option<WebSession>> {
         let at = now(&self.conn)?;
-        let found = self
+        Ok(self
             .conn
             .prepare_cached(
-                "SELECT s.id, s.csrf, s.expires_at, s.last_used < strftime('%Y-%m-%dT%H:%M:%fZ', ?2, ?4),
+                "SELECT s.csrf, s.expires_at, s.last_used < strftime('%Y-%m-%dT%H:%M:%fZ', ?2, ?4),
                         t.id, t.name, t.role, t.created_at, t.created_by, t.revoked_at
                  FROM web_sessions s JOIN api_tokens t ON t.id = s.token_id
                  WHERE s.cookie_sha256 = ?1 AND t.revoked_at IS NULL AND s.expires_at > ?2
@@ -69,35 +86,32 @@ impl Store {
                     seconds((idle / 10).min(Duration::from_mins(1)), '-'),
                 ],
                 |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, bool>(3)?,
-                        WebSession {
-                            csrf: r.get(1)?,
-                            expires_at: r.get(2)?,
-                            token: ApiToken {
-                                id: r.get(4)?,
-                                name: r.get(5)?,
-                                role: r.get(6)?,
-                                created_at: r.get(7)?,
-                                created_by: r.get(8)?,
-                                revoked_at: r.get(9)?,
-                            },
+                    Ok(WebSession {
+                        csrf: r.get(0)?,
+                        expires_at: r.get(1)?,
+                        touch_due: r.get(2)?,
+                        token: ApiToken {
+                            id: r.get(3)?,
+                            name: r.get(4)?,
+                            role: r.get(5)?,
+                            created_at: r.get(6)?,
+                            created_by: r.get(7)?,
+                            revoked_at: r.get(8)?,
                         },
-                    ))
+                    })
                 },
             )
-            .optional()?;
-        let Some((id, stale, session)) = found else {
-            return Ok(None);
-        };
-        if stale {
-            self.conn.execute(
-                "UPDATE web_sessions SET last_used = ?2 WHERE id = ?1",
-                params![id, at],
-            )?;
-        }
-        Ok(Some(session))
+            .optional()?)
+    }
+
+    /// Records that the session whose cookie hashes to `cookie_sha256` was used now.
+    pub fn touch_session(&mut self, cookie_sha256: &str) -> Result<()> {
+        let at = now(&self.conn)?;
+        self.conn.execute(
+            "UPDATE web_sessions SET last_used = ?2 WHERE cookie_sha256 = ?1",
+            params![cookie_sha256, at],
+        )?;
+        Ok(())
     }
 
     /// Ends the session whose cookie hashes to `cookie_sha256`; `false` if there was none.
@@ -149,6 +163,41 @@ mod tests {
         assert!(store.session("c2", idle).unwrap().is_some());
         store.revoke_token("ana", "cli").unwrap();
         assert!(store.session("c2", idle).unwrap().is_none());
+    }
+
+    #[test]
+    fn finding_a_session_only_reads_and_says_when_its_use_is_due_to_be_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("k.db");
+        let mut store = Store::open(&db).unwrap();
+        let token = store.create_token("ana", "viewer", "t1", "cli").unwrap();
+        store
+            .create_session("c1", token.id, "x", Duration::from_hours(1))
+            .unwrap();
+        let reader = Store::open_read_only(&db).unwrap();
+        let idle = Duration::from_hours(8);
+        let fresh = reader.find_session("c1", idle).unwrap().unwrap();
+        assert_eq!(fresh.token.name, "ana");
+        assert!(!fresh.touch_due, "just created");
+        let last_used = |s: &Store| -> String {
+            s.conn
+                .query_row("SELECT last_used FROM web_sessions", [], |r| r.get(0))
+                .unwrap()
+        };
+        store
+            .conn
+            .execute(
+                "UPDATE web_sessions SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-600 seconds')",
+                [],
+            )
+            .unwrap();
+        let before = last_used(&store);
+        assert!(reader.find_session("c1", idle).unwrap().unwrap().touch_due);
+        assert_eq!(last_used(&store), before, "finding wrote nothing");
+        store.touch_session("c1").unwrap();
+        assert!(last_used(&store) > before);
+        assert!(!reader.find_session("c1", idle).unwrap().unwrap().touch_due);
+        assert!(reader.find_session("c2", idle).unwrap().is_none());
     }
 
     #[test]

@@ -7,10 +7,8 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keelson_plugin_sdk::ConnectorError;
 use keelson_plugin_sdk::http::{DEFAULT_RETRY_AFTER_MS, Response, display_url};
+use keelson_plugin_sdk::{ConnectorError, Secret};
 use serde_json::Value;
 
 use crate::config::{Cloud, Config};
@@ -21,10 +19,10 @@ use crate::lenient;
 /// expires earlier is caught by the 401-and-retry path.
 const REGISTRY_TOKEN_FALLBACK_SECS: u64 = 30 * 60;
 
-/// A bearer token and when to stop using it. `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
+/// A sealed bearer token and when to stop using it.
+#[derive(Clone)]
 pub(crate) struct Token {
-    value: String,
+    value: Secret,
     refresh_at: u64,
 }
 
@@ -39,7 +37,7 @@ impl fmt::Debug for Token {
 impl Token {
     /// A token valid for `lifetime` seconds from `now`, renewed a little before it ends (a tenth
     /// of its life, at most five minutes), so a request never leaves with a dying token.
-    pub(crate) fn new(value: String, now: u64, lifetime: u64) -> Self {
+    pub(crate) fn new(value: Secret, now: u64, lifetime: u64) -> Self {
         let margin = (lifetime / 10).min(300);
         Self {
             value,
@@ -47,7 +45,7 @@ impl Token {
         }
     }
 
-    pub(crate) fn value(&self) -> &str {
+    pub(crate) fn value(&self) -> &Secret {
         &self.value
     }
 
@@ -56,12 +54,12 @@ impl Token {
     }
 }
 
-/// The form of the client-credentials request.
-pub(crate) fn client_credentials_form(config: &Config) -> [(&'static str, &str); 4] {
+/// The plain fields of the client-credentials request; the host adds the sealed
+/// `client_secret`.
+pub(crate) fn client_credentials_form(config: &Config) -> [(&'static str, &str); 3] {
     [
         ("grant_type", "client_credentials"),
         ("client_id", config.client_id.as_str()),
-        ("client_secret", config.client_secret.expose()),
         ("scope", config.arm_scope.as_str()),
     ]
 }
@@ -77,10 +75,12 @@ pub(crate) fn parse_entra_token(
     }
     let body: Value = response.json()?;
     let body = lenient::normalize(body);
-    let value = lenient::text(&body, &["access_token"]).ok_or_else(|| Error::Malformed {
-        what: format!("`{}`", display_url(response.url())),
-        detail: "no `access_token` in the token response".into(),
-    })?;
+    let value = response
+        .captured("access_token")
+        .map_err(|_| Error::Malformed {
+            what: format!("`{}`", display_url(response.url())),
+            detail: "no `access_token` in the token response".into(),
+        })?;
     // v2 answers numbers, v1 strings; both are seconds.
     let lifetime = lenient::unsigned(&body, &["expires_in"]).unwrap_or(3599);
     Ok(Token::new(value, now, lifetime))
@@ -163,30 +163,24 @@ fn aadsts_code(description: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Reads the `refresh_token` of an `/oauth2/exchange` answer, with its lifetime.
+/// Reads the token `field` (captured by the host) of a registry's `/oauth2/exchange` or
+/// `/oauth2/token` answer, with its lifetime (its JWT `exp`, as the host read it).
 pub(crate) fn parse_registry_token(
     response: &Response,
     field: &str,
     now: u64,
 ) -> Result<Token, ConnectorError> {
-    let body: Value = response.json()?;
-    let body = lenient::normalize(body);
-    let value = lenient::text(&body, &[field]).ok_or_else(|| Error::Malformed {
+    // The body is checked as JSON first: a malformed answer is reported as such.
+    let _: Value = response.json()?;
+    let value = response.captured(field).map_err(|_| Error::Malformed {
         what: format!("`{}`", display_url(response.url())),
         detail: format!("no `{field}` in the answer"),
     })?;
-    let lifetime = jwt_expiry(&value)
+    let lifetime = value
+        .expires_at()
         .map_or(REGISTRY_TOKEN_FALLBACK_SECS, |exp| exp.saturating_sub(now))
         .max(1);
     Ok(Token::new(value, now, lifetime))
-}
-
-/// The `exp` claim of a JWT, if the token is one.
-pub(crate) fn jwt_expiry(token: &str) -> Option<u64> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("exp")?.as_u64()
 }
 
 /// A `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge.
@@ -245,6 +239,10 @@ pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
 #[cfg(test)]
 mod tests {
     use keelson_plugin_sdk::Settings;
+    use keelson_plugin_sdk::http::{RawResponse, Request};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
     use crate::testdata;
@@ -259,12 +257,28 @@ mod tests {
         .unwrap()
     }
 
+    /// `body` answered at `url`, with `field` captured as the host would.
+    fn answered(url: &str, status: u16, body: &str, field: &str) -> Response {
+        let body = body.as_bytes().to_vec();
+        keelson_plugin_sdk::http::Client::with_transport(move |_: &Request| {
+            Ok(RawResponse {
+                status,
+                headers: Vec::new(),
+                body: body.clone(),
+            })
+        })
+        .post(url)
+        .capture(field, &[])
+        .send()
+        .unwrap()
+    }
+
     fn entra(status: u16, body: &str) -> Response {
-        Response::new(
+        answered(
             "https://login.microsoftonline.com/t/oauth2/v2.0/token",
             status,
-            &[],
-            body.as_bytes(),
+            body,
+            "access_token",
         )
     }
 
@@ -273,7 +287,7 @@ mod tests {
         let sample = testdata::sample("entra-token-v2-success.json");
         let response = entra(200, &sample.to_string());
         let token = parse_entra_token(&response, &config(), 1000).unwrap();
-        assert!(token.value().starts_with("eyJ0eXAi"));
+        assert_eq!(token.value().name(), "access_token");
         assert!(token.is_fresh(1000 + 3599 - 301));
         assert!(!token.is_fresh(1000 + 3599 - 300));
     }
@@ -400,15 +414,14 @@ mod tests {
     fn registry_tokens_use_the_jwt_expiry() {
         let claims = URL_SAFE_NO_PAD.encode(br#"{"exp":5000,"iss":"Azure Container Registry"}"#);
         let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.sig");
-        assert_eq!(jwt_expiry(&jwt), Some(5000));
-        let response = Response::new(
+        let response = answered(
             "https://r.azurecr.io/oauth2/exchange",
             200,
-            &[],
-            format!(r#"{{"refresh_token":"{jwt}"}}"#).as_bytes(),
+            &format!(r#"{{"refresh_token":"{jwt}"}}"#),
+            "refresh_token",
         );
         let token = parse_registry_token(&response, "refresh_token", 1000).unwrap();
-        assert_eq!(token.value(), jwt);
+        assert_eq!(token.value().expires_at(), Some(5000));
         assert!(token.is_fresh(4000) && !token.is_fresh(4700));
     }
 
@@ -416,24 +429,24 @@ mod tests {
     fn registry_tokens_from_the_samples_parse() {
         let exchange = testdata::sample("acr-dataplane-PostRefreshToken-2021-07-01.json");
         let body = &exchange["responses"]["200"]["body"];
-        let response = Response::new(
+        let response = answered(
             "https://r/oauth2/exchange",
             200,
-            &[],
-            body.to_string().as_bytes(),
+            &body.to_string(),
+            "refresh_token",
         );
         let token = parse_registry_token(&response, "refresh_token", 0).unwrap();
-        assert!(token.value().starts_with("eyJ0eXAi"));
+        assert_eq!(token.value().name(), "refresh_token");
         // Opaque tokens get the fallback lifetime.
-        let opaque = Response::new(
+        let opaque = answered(
             "https://r/oauth2/token",
             200,
-            &[],
-            br#"{"access_token":"Sanitized"}"#,
+            r#"{"access_token":"Sanitized"}"#,
+            "access_token",
         );
         let token = parse_registry_token(&opaque, "access_token", 0).unwrap();
         assert!(token.is_fresh(REGISTRY_TOKEN_FALLBACK_SECS - 181));
-        let missing = Response::new("https://r/oauth2/token", 200, &[], b"{}");
+        let missing = answered("https://r/oauth2/token", 200, "{}", "access_token");
         assert_eq!(
             parse_registry_token(&missing, "access_token", 0)
                 .unwrap_err()
@@ -470,11 +483,16 @@ mod tests {
     }
 
     #[test]
-    fn form_carries_the_scope_and_the_secret_only_in_its_field() {
+    fn the_plain_form_carries_the_scope_and_never_the_secret() {
         let config = config();
         let form = client_credentials_form(&config);
         assert!(form.contains(&("scope", "https://management.azure.com/.default")));
         assert!(form.contains(&("grant_type", "client_credentials")));
-        assert!(!format!("{:?}", Token::new("SECRET-TOKEN".into(), 0, 10)).contains("SECRET"));
+        assert!(
+            form.iter()
+                .all(|(k, v)| *k != "client_secret" && !v.contains("CANARY"))
+        );
+        let token = Token::new(Secret::for_tests("access_token", "SECRET-TOKEN"), 0, 10);
+        assert!(!format!("{token:?}").contains("SECRET"));
     }
 }

@@ -1,9 +1,7 @@
 //! The connection's settings: their spec (what the host's connect form shows) and their
 //! validation into a [`Config`] with the endpoints of the chosen cloud.
 
-use std::fmt;
-
-use keelson_plugin_sdk::{ConnectorError, SettingSpec, Settings};
+use keelson_plugin_sdk::{ConnectorError, Secret, SettingSpec, Settings};
 
 use crate::error::Error;
 
@@ -46,6 +44,17 @@ impl Cloud {
             "usgov" => Self::UsGov,
             "custom" => Self::Custom,
             _ => Self::Public,
+        }
+    }
+
+    /// The host pattern of this cloud's registries, where the Resource Manager token may go
+    /// for the token exchange. A custom cloud's registries can be anywhere: every host granted.
+    pub(crate) fn registry_hosts(self) -> &'static str {
+        match self {
+            Self::China => "https://*.azurecr.cn",
+            Self::UsGov => "https://*.azurecr.us",
+            Self::Public => "https://*.azurecr.io",
+            Self::Custom => "https://*:*",
         }
     }
 
@@ -92,27 +101,12 @@ impl FindingsSource {
     }
 }
 
-/// The client secret; its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(String);
-
-impl Secret {
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
 /// Validated settings with the endpoints resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) tenant_id: String,
     pub(crate) client_id: String,
+    /// Sealed: the host writes it into the sign-in request, the connector never sees it.
     pub(crate) client_secret: Secret,
     pub(crate) subscription_id: String,
     pub(crate) cloud: Cloud,
@@ -135,7 +129,7 @@ impl Config {
         }
         let client_id = guid(settings, key::CLIENT_ID)?;
         let subscription_id = guid(settings, key::SUBSCRIPTION_ID)?;
-        let client_secret = Secret(settings.required(key::CLIENT_SECRET)?.to_owned());
+        let client_secret = settings.secret(key::CLIENT_SECRET)?;
         let cloud = Cloud::parse(settings.choice(key::CLOUD, &Cloud::CHOICES, "public")?);
         let findings_source = FindingsSource::parse(settings.choice(
             key::FINDINGS_SOURCE,

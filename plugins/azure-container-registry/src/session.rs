@@ -17,7 +17,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use keelson_plugin_sdk::http::{Client, RequestBuilder, Response, encode_component};
+use keelson_plugin_sdk::Secret;
+use keelson_plugin_sdk::http::{Client, RequestBuilder, Response};
 use keelson_plugin_sdk::pager::{self, Cursor, Trail};
 use keelson_plugin_sdk::skipped::Skipped;
 use keelson_plugin_sdk::{
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::acr::{self, CATALOG_SCOPE};
 use crate::arm::{self, RegistryInfo, RegistryListPage};
 use crate::auth::{self, Token};
-use crate::config::{Config, FindingsSource, is_guid};
+use crate::config::{self, Config, FindingsSource, is_guid};
 use crate::defender::{self, CountCheck, DataSet, ImageFacts, ImageLocation};
 use crate::error::Error;
 use crate::facts::{FactsCache, RepositoryIndex};
@@ -281,29 +282,38 @@ impl AcrSession {
 
     // ---- tokens -------------------------------------------------------------------------
 
-    /// The Resource Manager token, and whether it was just fetched.
-    fn arm_token(&self) -> Result<(String, bool), ConnectorError> {
+    /// The Resource Manager token (sealed), and whether it was just fetched. It may go to
+    /// Resource Manager and, for the token exchange, to the cloud's registries.
+    fn arm_token(&self) -> Result<(Secret, bool), ConnectorError> {
         let now = (self.clock)();
         if let Some(token) = self.arm_token.borrow().as_ref()
             && token.is_fresh(now)
         {
-            return Ok((token.value().to_owned(), false));
+            return Ok((token.value().clone(), false));
         }
+        let registries = self.config.cloud.registry_hosts();
+        let mut hosts = vec![self.config.resource_manager.as_str()];
+        hosts.push(registries);
         let response = self
             .client
             .post(&self.config.token_url())
             .form(&auth::client_credentials_form(&self.config))
+            .form_secret(config::key::CLIENT_SECRET, &self.config.client_secret)
+            .capture("access_token", &hosts)
             .send()?;
         let token = auth::parse_entra_token(&response, &self.config, now)?;
         debug!("signed in to Entra ID as app `{}`", self.config.client_id);
-        let value = token.value().to_owned();
+        let value = token.value().clone();
         *self.arm_token.borrow_mut() = Some(token);
         Ok((value, true))
     }
 
     /// Sends a Resource Manager request built by `build` with the bearer token; a 401 for a
     /// cached token is retried once with a new one, never more.
-    fn arm_send(&self, build: &dyn Fn(&str) -> RequestBuilder) -> Result<Response, ConnectorError> {
+    fn arm_send(
+        &self,
+        build: &dyn Fn(&Secret) -> RequestBuilder,
+    ) -> Result<Response, ConnectorError> {
         let (token, fresh) = self.arm_token()?;
         let response = build(&token).send()?;
         if fresh || !arm::is_stale_token(&response) {
@@ -316,25 +326,27 @@ impl AcrSession {
     }
 
     /// The registry's refresh token (from `/oauth2/exchange`), and whether it was just fetched.
-    fn refresh_token(&self, registry: &str) -> Result<(String, bool), ConnectorError> {
+    fn refresh_token(&self, registry: &str) -> Result<(Secret, bool), ConnectorError> {
         let now = (self.clock)();
         if let Some(token) = self.refresh_tokens.borrow().get(registry)
             && token.is_fresh(now)
         {
-            return Ok((token.value().to_owned(), false));
+            return Ok((token.value().clone(), false));
         }
         let url = format!("https://{registry}/oauth2/exchange");
         let tenant = is_guid(&self.config.tenant_id).then_some(self.config.tenant_id.as_str());
-        let send = |arm_token: &str| {
-            let mut form = vec![
-                ("grant_type", "access_token"),
-                ("service", registry),
-                ("access_token", arm_token),
-            ];
+        let send = |arm_token: &Secret| {
+            let mut form = vec![("grant_type", "access_token"), ("service", registry)];
             if let Some(tenant) = tenant {
                 form.push(("tenant", tenant));
             }
-            self.client.post(&url).form(&form).send()
+            // The refresh token may go back to this registry only.
+            self.client
+                .post(&url)
+                .form(&form)
+                .form_secret("access_token", arm_token)
+                .capture("refresh_token", &[])
+                .send()
         };
         let (arm_token, fresh) = self.arm_token()?;
         let mut response = send(&arm_token)?;
@@ -356,7 +368,7 @@ impl AcrSession {
         }
         let response = response.error_for_status()?;
         let token = auth::parse_registry_token(&response, "refresh_token", now)?;
-        let value = token.value().to_owned();
+        let value = token.value().clone();
         self.refresh_tokens
             .borrow_mut()
             .insert(registry.to_owned(), token);
@@ -364,16 +376,16 @@ impl AcrSession {
     }
 
     /// An access token for `scope` on the registry, and whether it was just fetched.
-    fn access_token(&self, registry: &str, scope: &str) -> Result<(String, bool), ConnectorError> {
+    fn access_token(&self, registry: &str, scope: &str) -> Result<(Secret, bool), ConnectorError> {
         let now = (self.clock)();
         let key = (registry.to_owned(), scope.to_owned());
         if let Some(token) = self.access_tokens.borrow().get(&key)
             && token.is_fresh(now)
         {
-            return Ok((token.value().to_owned(), false));
+            return Ok((token.value().clone(), false));
         }
         let token = self.request_access_token(registry, &[scope])?;
-        let value = token.value().to_owned();
+        let value = token.value().clone();
         self.access_tokens.borrow_mut().insert(key, Rc::new(token));
         Ok((value, true))
     }
@@ -386,14 +398,15 @@ impl AcrSession {
     ) -> Result<Token, ConnectorError> {
         let now = (self.clock)();
         let url = format!("https://{registry}/oauth2/token");
-        let send = |refresh: &str| {
-            let mut form = vec![
-                ("grant_type", "refresh_token"),
-                ("service", registry),
-                ("refresh_token", refresh),
-            ];
+        let send = |refresh: &Secret| {
+            let mut form = vec![("grant_type", "refresh_token"), ("service", registry)];
             form.extend(scopes.iter().map(|s| ("scope", *s)));
-            self.client.post(&url).form(&form).send()
+            self.client
+                .post(&url)
+                .form(&form)
+                .form_secret("refresh_token", refresh)
+                .capture("access_token", &[])
+                .send()
         };
         let (refresh, fresh) = self.refresh_token(registry)?;
         let mut response = send(&refresh)?;
@@ -495,7 +508,7 @@ impl AcrSession {
             return Err(error.clone());
         }
         let url = format!("https://{registry}{path}");
-        let get = |token: &str| {
+        let get = |token: &Secret| {
             self.client
                 .get(&url)
                 .bearer(token)
@@ -674,7 +687,7 @@ impl AcrSession {
             return;
         }
         // Scrubbed: the message goes to the log, not through the host's error path.
-        if let Err(err) = self.scrub(self.read_catalog(registry)) {
+        if let Err(err) = self.read_catalog(registry) {
             warn!(
                 "the catalog of `{registry}` could not be read; its findings keep repository \
                  names as Defender writes them: {err}"
@@ -815,43 +828,6 @@ impl AcrSession {
         }
     }
 
-    /// Replaces the secret and any token in an error message; messages are built not to hold
-    /// them, this is the last line of defence.
-    fn scrub<T>(&self, result: Result<T, ConnectorError>) -> Result<T, ConnectorError> {
-        result.map_err(|error| {
-            let mut sensitive = vec![
-                self.config.client_secret.expose().to_owned(),
-                encode_component(self.config.client_secret.expose()),
-            ];
-            sensitive.extend(
-                self.arm_token
-                    .borrow()
-                    .as_ref()
-                    .map(|t| t.value().to_owned()),
-            );
-            sensitive.extend(
-                self.refresh_tokens
-                    .borrow()
-                    .values()
-                    .map(|t| t.value().to_owned()),
-            );
-            sensitive.extend(
-                self.access_tokens
-                    .borrow()
-                    .values()
-                    .map(|t| t.value().to_owned()),
-            );
-            error.map_message(|mut message| {
-                for value in sensitive.iter().filter(|v| v.len() >= 4) {
-                    if message.contains(value.as_str()) {
-                        message = message.replace(value.as_str(), "[redacted]");
-                    }
-                }
-                message
-            })
-        })
-    }
-
     fn verify_inner(&self) -> Result<Account, ConnectorError> {
         let url = arm::subscription_url(&self.config);
         let response = self.arm_send(&|token| self.client.get(&url).bearer(token))?;
@@ -950,7 +926,7 @@ impl AcrSession {
                     Err(error) => defer(&error),
                 })
         };
-        Ok(RegistryPage { items, next })
+        Ok(RegistryPage::new(items, next))
     }
 
     fn list_repositories_inner(
@@ -978,7 +954,7 @@ impl AcrSession {
             .add(&registry, names.iter().map(String::as_str));
         self.prefetch_metadata_tokens(&registry, &names);
         let next = follow_link(&response, &registry, trail, &what);
-        Ok(RepositoryPage { items, next })
+        Ok(RepositoryPage::new(items, next))
     }
 
     fn list_images_inner(
@@ -1018,7 +994,7 @@ impl AcrSession {
             }
         }
         let next = follow_link(&response, &registry, trail, &what);
-        Ok(ImagePage { items, next })
+        Ok(ImagePage::new(items, next))
     }
 
     fn list_findings_inner(
@@ -1053,10 +1029,10 @@ impl AcrSession {
             &wanted,
             (cursor.skip, max),
         )? {
-            return Ok(FindingPage {
-                items: Vec::new(),
-                next: self.after_dataset(cursor.dataset, cursor.skipped),
-            });
+            return Ok(FindingPage::new(
+                Vec::new(),
+                self.after_dataset(cursor.dataset, cursor.skipped),
+            ));
         }
         let (items, more, page_end) = {
             let mut held = self.findings_slot.borrow_mut();
@@ -1113,7 +1089,7 @@ impl AcrSession {
             }
             _ => self.after_dataset(cursor.dataset, cursor.skipped),
         };
-        Ok(FindingPage { items, next })
+        Ok(FindingPage::new(items, next))
     }
 
     fn describe_images_inner(
@@ -1177,11 +1153,11 @@ impl AcrSession {
 
 impl Session for AcrSession {
     fn verify(&self) -> Result<Account, ConnectorError> {
-        self.scrub(self.verify_inner())
+        self.verify_inner()
     }
 
     fn list_registries(&self, page: PageRequest) -> Result<RegistryPage, ConnectorError> {
-        self.scrub(self.list_registries_inner(&page))
+        self.list_registries_inner(&page)
     }
 
     fn list_repositories(
@@ -1189,7 +1165,7 @@ impl Session for AcrSession {
         registry: &str,
         page: PageRequest,
     ) -> Result<RepositoryPage, ConnectorError> {
-        self.scrub(self.list_repositories_inner(registry, &page))
+        self.list_repositories_inner(registry, &page)
     }
 
     fn list_images(
@@ -1198,7 +1174,7 @@ impl Session for AcrSession {
         repository: &str,
         page: PageRequest,
     ) -> Result<ImagePage, ConnectorError> {
-        self.scrub(self.list_images_inner(registry, repository, &page))
+        self.list_images_inner(registry, repository, &page)
     }
 
     fn list_findings(
@@ -1206,11 +1182,11 @@ impl Session for AcrSession {
         scope: &ScanScope,
         page: PageRequest,
     ) -> Result<FindingPage, ConnectorError> {
-        self.scrub(self.list_findings_inner(scope, &page))
+        self.list_findings_inner(scope, &page)
     }
 
     fn describe_images(&self, images: &[ImageRef]) -> Result<Vec<ImageContext>, ConnectorError> {
-        self.scrub(self.describe_images_inner(images))
+        self.describe_images_inner(images)
     }
 }
 

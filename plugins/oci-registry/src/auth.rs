@@ -2,9 +2,6 @@
 //! with a `WWW-Authenticate` challenge, `Basic` (send the credentials) or `Bearer` (fetch a
 //! token for the request's scope from the challenge's realm, with the credentials if any).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Challenge {
@@ -81,11 +78,13 @@ fn parse_params(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// `Basic base64(user:password)`.
+/// `Basic base64(user:password)`, as the host composes it from a sealed password.
+#[cfg(test)]
 pub(crate) fn basic_header(username: &str, password: &str) -> String {
+    use base64::Engine as _;
     format!(
         "Basic {}",
-        STANDARD.encode(format!("{username}:{password}"))
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
     )
 }
 
@@ -104,19 +103,6 @@ pub(crate) fn token_url(realm: &str, service: Option<&str>, scope: Option<&str>)
     } else {
         let sep = if realm.contains('?') { '&' } else { '?' };
         format!("{realm}{sep}{}", query.join("&"))
-    }
-}
-
-/// The token of a token endpoint's answer: `token`, or the OAuth2 spelling `access_token`.
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-}
-
-impl TokenResponse {
-    pub(crate) fn into_token(self) -> Option<String> {
-        self.token.or(self.access_token).filter(|t| !t.is_empty())
     }
 }
 

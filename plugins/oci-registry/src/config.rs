@@ -1,7 +1,7 @@
 //! The connection settings: the registry's base URL, optional credentials, an optional fixed
 //! repository list (registries without a catalog) and an optional findings feed.
 
-use keelson_plugin_sdk::{ConnectorError, SettingSpec, Settings};
+use keelson_plugin_sdk::{ConnectorError, Secret, SettingSpec, Settings};
 
 /// The settings as `describe` declares them, in form order.
 pub(crate) fn spec() -> Vec<SettingSpec> {
@@ -43,13 +43,14 @@ pub(crate) fn spec() -> Vec<SettingSpec> {
 }
 
 /// Validated settings.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) struct Config {
     /// `https://host[:port]`, no trailing slash.
     pub(crate) base: String,
     /// `host[:port]` as clients pull from it: the registry's key.
     pub(crate) login_server: String,
-    pub(crate) credentials: Option<(String, String)>,
+    /// The user and the sealed password.
+    pub(crate) credentials: Option<(String, Secret)>,
     pub(crate) repositories: Option<Vec<String>>,
     pub(crate) findings_url: Option<String>,
 }
@@ -73,8 +74,8 @@ impl Config {
                  user info"
             ))
         })?;
-        let credentials = match (settings.get("username"), settings.get("password")) {
-            (Some(u), Some(p)) => Some((u.to_owned(), p.to_owned())),
+        let credentials = match (settings.get("username"), settings.secret_opt("password")) {
+            (Some(u), Some(p)) => Some((u.to_owned(), p)),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConnectorError::InvalidConfig(

@@ -6,11 +6,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use keelson_plugin_sdk::http::{Client, Response, display_url};
+use keelson_plugin_sdk::http::{Client, RequestBuilder, Response, display_url};
 use keelson_plugin_sdk::pager::{self, Cursor, Trail};
 use keelson_plugin_sdk::{
     Account, ConnectorError, Finding, FindingPage, Image, ImagePage, PageRequest, Registry,
-    RegistryPage, Repository, RepositoryPage, ScanScope, Session, Setting,
+    RegistryPage, Repository, RepositoryPage, ScanScope, Secret, Session, Setting,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -46,7 +46,8 @@ pub(crate) struct OciSession {
     client: Client,
     mode: RefCell<AuthMode>,
     /// Bearer tokens by scope.
-    tokens: RefCell<HashMap<String, String>>,
+    /// Sealed bearer tokens by scope.
+    tokens: RefCell<HashMap<String, Secret>>,
     /// Each repository's images, built on its first page.
     images: RefCell<HashMap<String, Rc<Vec<Image>>>>,
     findings: RefCell<Option<Rc<Vec<Finding>>>>,
@@ -83,19 +84,19 @@ impl OciSession {
         }
     }
 
-    fn authorization(&self, scope: &str) -> Option<String> {
+    /// Adds the authorization the registry asked for: the sealed password (basic) or the
+    /// scope's sealed token (bearer).
+    fn authorize(&self, request: RequestBuilder, scope: &str) -> RequestBuilder {
         match &*self.mode.borrow() {
-            AuthMode::Anonymous => None,
-            AuthMode::Basic => self
-                .config
-                .credentials
-                .as_ref()
-                .map(|(u, p)| auth::basic_header(u, p)),
-            AuthMode::Bearer { .. } => self
-                .tokens
-                .borrow()
-                .get(scope)
-                .map(|t| format!("Bearer {t}")),
+            AuthMode::Anonymous => request,
+            AuthMode::Basic => match &self.config.credentials {
+                Some((user, password)) => request.basic(user, password),
+                None => request,
+            },
+            AuthMode::Bearer { .. } => match self.tokens.borrow().get(scope) {
+                Some(token) => request.bearer(token),
+                None => request,
+            },
         }
     }
 
@@ -105,10 +106,7 @@ impl OciSession {
         if !accept.is_empty() {
             request = request.header("Accept", accept);
         }
-        if let Some(value) = self.authorization(scope) {
-            request = request.header("Authorization", &value);
-        }
-        request.send()
+        self.authorize(request, scope).send()
     }
 
     /// GETs `path` on the registry, answering one `401` challenge (Basic or Bearer for
@@ -164,7 +162,7 @@ impl OciSession {
         realm: &str,
         service: Option<&str>,
         scope: &str,
-    ) -> Result<String, ConnectorError> {
+    ) -> Result<Secret, ConnectorError> {
         if !realm.starts_with("https://") && !realm.starts_with("http://") {
             return Err(ConnectorError::Unavailable(format!(
                 "the registry's token realm `{}` is not an absolute URL",
@@ -172,9 +170,14 @@ impl OciSession {
             )));
         }
         let url = auth::token_url(realm, service, Some(scope));
-        let mut request = self.client.get(&url);
-        if let Some((u, p)) = &self.config.credentials {
-            request = request.header("Authorization", &auth::basic_header(u, p));
+        // The token goes to the registry only, whatever host issued it.
+        let mut request = self
+            .client
+            .get(&url)
+            .capture("token", &[&self.config.base])
+            .capture("access_token", &[&self.config.base]);
+        if let Some((user, password)) = &self.config.credentials {
+            request = request.basic(user, password);
         }
         let response = request.send()?;
         if response.status == 401 {
@@ -183,13 +186,19 @@ impl OciSession {
                 display_url(realm)
             )));
         }
-        let token: auth::TokenResponse = response.error_for_status()?.json()?;
-        token.into_token().ok_or_else(|| {
-            ConnectorError::Unavailable(format!(
-                "the token service `{}` answered without a token",
-                display_url(realm)
-            ))
-        })
+        let response = response.error_for_status()?;
+        // The body must still be JSON; `token` is the distribution spelling, `access_token`
+        // OAuth2's.
+        let _: serde_json::Value = response.json()?;
+        response
+            .captured("token")
+            .or_else(|_| response.captured("access_token"))
+            .map_err(|_| {
+                ConnectorError::Unavailable(format!(
+                    "the token service `{}` answered without a token",
+                    display_url(realm)
+                ))
+            })
     }
 
     fn check_registry(&self, registry: &str) -> Result<(), ConnectorError> {
@@ -435,6 +444,7 @@ impl Session for OciSession {
                 attributes: Vec::new(),
             }],
             next: None,
+            gaps: Vec::new(),
         })
     }
 
@@ -462,6 +472,7 @@ impl Session for OciSession {
                 })
                 .collect(),
             next,
+            gaps: Vec::new(),
         })
     }
 
@@ -477,7 +488,7 @@ impl Session for OciSession {
         page.state::<OffsetCursor>()?;
         let images = self.images_of(repository)?;
         let (items, next) = offset_page(&images, &page, &format!("the images of `{repository}`"))?;
-        Ok(ImagePage { items, next })
+        Ok(ImagePage::new(items, next))
     }
 
     fn list_findings(
@@ -501,7 +512,7 @@ impl Session for OciSession {
                 .collect()
         };
         let (items, next) = offset_page(&selected, &page, "the findings")?;
-        Ok(FindingPage { items, next })
+        Ok(FindingPage::new(items, next))
     }
 }
 

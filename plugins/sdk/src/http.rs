@@ -6,38 +6,72 @@
 //! transport failures themselves; they map statuses to [`ConnectorError`]s
 //! ([`Response::error_for_status`] does the common mapping).
 //!
+//! Secrets are sealed ([`Secret`]): a request names one where its value goes and the host
+//! writes it in, only for hosts the secret is bound to. A credential in a response is captured
+//! the same way ([`RequestBuilder::capture`]):
+//!
 //! ```ignore
-//! let client = Client::new();
 //! let response = client
 //!     .post("https://login.example/token")
-//!     .form(&[("grant_type", "client_credentials"), ("client_secret", secret)])
+//!     .form(&[("grant_type", "client_credentials"), ("client_id", id)])
+//!     .form_secret("client_secret", &secret)
+//!     .capture("access_token", &[])
 //!     .send()?
 //!     .error_for_status()?;
-//! let token: TokenResponse = response.json()?;
+//! let token = response.captured("access_token");   // a Secret; the body reads `[sealed:access_token]`
+//! client.get(url).bearer(&token?).send()?;
 //! ```
 //!
 //! Error messages name URLs without their query or user info ([`display_url`]); never put a
-//! secret in a URL path. A [`Client`] can run over any [`Transport`], which lets unit tests
-//! answer requests with a closure instead of the host.
+//! secret in a URL. A [`Client`] can run over a [`Transport`] instead of the host, which lets
+//! unit tests answer requests with a closure: the SDK then writes test secrets
+//! ([`Secret::for_tests`]) in itself and captures response fields as the host would.
 
 use std::fmt;
 use std::rc::Rc;
 
+use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ConnectorError;
 use crate::pager::shorten;
+use crate::secret::{Secret, View};
+use crate::wit::keelson::registry::host_http as wit;
 
-pub use crate::wit::keelson::registry::host_http::{
-    Header, HttpError, Method, Request, Response as RawResponse,
-};
+pub use crate::wit::keelson::registry::host_http::{Header, HttpError, Method};
 
 /// Retry delay reported in `throttled` when a 429 names none, in milliseconds.
 pub const DEFAULT_RETRY_AFTER_MS: u32 = 10_000;
 
-/// Sends requests: the host in a component, anything else in tests.
+/// A request as it goes on the wire, every secret written in: what a test [`Transport`] sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The URL.
+    pub url: String,
+    /// Every header, authorization and content type included.
+    pub headers: Vec<Header>,
+    /// The encoded body.
+    pub body: Vec<u8>,
+    /// The request's own time bound, if it set one.
+    pub timeout_ms: Option<u32>,
+}
+
+/// A response as a test [`Transport`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The headers.
+    pub headers: Vec<Header>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Sends requests in unit tests, instead of the host.
 pub trait Transport {
     /// Sends one request and returns the final response.
     fn send(&self, request: &Request) -> Result<RawResponse, HttpError>;
@@ -52,31 +86,11 @@ where
     }
 }
 
-/// The host's `host-http.send`. Outside WebAssembly there is no host, and every request
-/// fails with [`HttpError::Invalid`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HostTransport;
-
-impl Transport for HostTransport {
-    fn send(&self, request: &Request) -> Result<RawResponse, HttpError> {
-        #[cfg(target_arch = "wasm32")]
-        {
-            crate::wit::keelson::registry::host_http::send(request)
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let _ = request;
-            Err(HttpError::Invalid(
-                "no host to send through outside WebAssembly".to_owned(),
-            ))
-        }
-    }
-}
-
 /// An HTTP client; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Client {
-    transport: Rc<dyn Transport>,
+    /// `None`: the host.
+    transport: Option<Rc<dyn Transport>>,
 }
 
 impl fmt::Debug for Client {
@@ -85,14 +99,9 @@ impl fmt::Debug for Client {
     }
 }
 
-impl Default for Client {
-    fn default() -> Self {
-        Self::with_transport(HostTransport)
-    }
-}
-
 impl Client {
-    /// A client over the host.
+    /// A client over the host. Outside WebAssembly there is no host, and every request fails
+    /// with an `other` error.
     pub fn new() -> Self {
         Self::default()
     }
@@ -100,7 +109,7 @@ impl Client {
     /// A client over `transport` (a closure works: `Client::with_transport(|req| ...)`).
     pub fn with_transport(transport: impl Transport + 'static) -> Self {
         Self {
-            transport: Rc::new(transport),
+            transport: Some(Rc::new(transport)),
         }
     }
 
@@ -108,13 +117,14 @@ impl Client {
     pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
         RequestBuilder {
             client: self.clone(),
-            request: Request {
-                method,
-                url: url.to_owned(),
-                headers: Vec::new(),
-                body: Vec::new(),
-                timeout_ms: None,
-            },
+            method,
+            url: url.to_owned(),
+            headers: Vec::new(),
+            sealed_headers: Vec::new(),
+            authorization: Authorization::None,
+            body: Body::Empty,
+            captures: Vec::new(),
+            timeout_ms: None,
             error: None,
         }
     }
@@ -135,10 +145,35 @@ impl Client {
     }
 }
 
+enum Authorization {
+    None,
+    Bearer(Secret),
+    Basic(String, Secret),
+}
+
+enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Form(Vec<(String, Field)>),
+}
+
+enum Field {
+    Text(String),
+    Secret(Secret),
+}
+
 /// A request being built; [`RequestBuilder::send`] sends it.
 pub struct RequestBuilder {
     client: Client,
-    request: Request,
+    method: Method,
+    url: String,
+    headers: Vec<Header>,
+    sealed_headers: Vec<(String, Secret)>,
+    authorization: Authorization,
+    body: Body,
+    /// Response fields to capture, and the hosts each may go to.
+    captures: Vec<(String, Vec<String>)>,
+    timeout_ms: Option<u32>,
     error: Option<ConnectorError>,
 }
 
@@ -146,45 +181,77 @@ pub struct RequestBuilder {
 impl fmt::Debug for RequestBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBuilder")
-            .field("method", &self.request.method)
-            .field("url", &display_url(&self.request.url))
+            .field("method", &self.method)
+            .field("url", &display_url(&self.url))
             .finish_non_exhaustive()
     }
 }
 
 impl RequestBuilder {
-    /// Adds a header (names may repeat).
+    /// Adds a header (names may repeat). Never put a secret in one: use
+    /// [`header_secret`](Self::header_secret).
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.request.headers.push(Header {
+        self.headers.push(Header {
             name: name.to_owned(),
             value: value.to_owned(),
         });
         self
     }
 
-    /// Adds `Authorization: Bearer <token>`.
+    /// Adds a header whose value is `secret`.
     #[must_use]
-    pub fn bearer(self, token: &str) -> Self {
-        self.header("Authorization", &format!("Bearer {token}"))
+    pub fn header_secret(mut self, name: &str, secret: &Secret) -> Self {
+        self.sealed_headers.push((name.to_owned(), secret.clone()));
+        self
     }
 
-    /// Sets an `application/x-www-form-urlencoded` body from pairs.
+    /// `Authorization: Bearer <secret>`.
+    #[must_use]
+    pub fn bearer(mut self, token: &Secret) -> Self {
+        self.authorization = Authorization::Bearer(token.clone());
+        self
+    }
+
+    /// `Authorization: Basic base64(user:password)`.
+    #[must_use]
+    pub fn basic(mut self, user: &str, password: &Secret) -> Self {
+        self.authorization = Authorization::Basic(user.to_owned(), password.clone());
+        self
+    }
+
+    /// Sets an `application/x-www-form-urlencoded` body from pairs (plain values).
     #[must_use]
     pub fn form(mut self, pairs: &[(&str, &str)]) -> Self {
-        self.request.body = encode_form(pairs).into_bytes();
-        self.header("Content-Type", "application/x-www-form-urlencoded")
+        self.body = Body::Form(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Field::Text((*v).to_owned())))
+                .collect(),
+        );
+        self
     }
 
-    /// Sets a JSON body.
+    /// Adds a form field whose value is `secret` (starting a form body if there is none).
+    #[must_use]
+    pub fn form_secret(mut self, name: &str, secret: &Secret) -> Self {
+        let field = (name.to_owned(), Field::Secret(secret.clone()));
+        match &mut self.body {
+            Body::Form(fields) => fields.push(field),
+            _ => self.body = Body::Form(vec![field]),
+        }
+        self
+    }
+
+    /// Sets a JSON body (plain values).
     #[must_use]
     pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
         match serde_json::to_vec(body) {
-            Ok(bytes) => self.request.body = bytes,
+            Ok(bytes) => self.body = Body::Bytes(bytes),
             Err(e) => {
                 self.error = Some(ConnectorError::Other(format!(
                     "could not encode the request body for `{}`: {e}",
-                    display_url(&self.request.url)
+                    display_url(&self.url)
                 )));
             }
         }
@@ -194,7 +261,19 @@ impl RequestBuilder {
     /// Sets a raw body.
     #[must_use]
     pub fn body(mut self, body: Vec<u8>) -> Self {
-        self.request.body = body;
+        self.body = Body::Bytes(body);
+        self
+    }
+
+    /// Captures top-level field `field` of a 2xx JSON response as a sealed secret (see
+    /// [`Response::captured`]), which may go to `hosts` (patterns inside the plugin's grant;
+    /// empty: this request's origin). In the body the field then reads `[sealed:FIELD]`.
+    #[must_use]
+    pub fn capture(mut self, field: &str, hosts: &[&str]) -> Self {
+        self.captures.push((
+            field.to_owned(),
+            hosts.iter().map(|h| (*h).to_owned()).collect(),
+        ));
         self
     }
 
@@ -202,51 +281,275 @@ impl RequestBuilder {
     /// applies).
     #[must_use]
     pub fn timeout_ms(mut self, ms: u32) -> Self {
-        self.request.timeout_ms = Some(ms);
+        self.timeout_ms = Some(ms);
         self
-    }
-
-    /// The request as built.
-    pub fn as_request(&self) -> &Request {
-        &self.request
     }
 
     /// Sends the request. Transport failures become [`ConnectorError`]s naming the URL (see
     /// [`connector_error`]); every status comes back as a [`Response`].
     pub fn send(self) -> Result<Response, ConnectorError> {
-        if let Some(error) = self.error {
+        if let Some(error) = self.error.clone() {
             return Err(error);
         }
-        let raw = self
-            .client
-            .transport
-            .send(&self.request)
-            .map_err(|e| connector_error(&e, &self.request.url))?;
+        let (status, headers, body, captured) = match &self.client.transport {
+            Some(transport) => self.send_plain(transport.as_ref())?,
+            None => self.send_host()?,
+        };
         crate::log::trace(&format!(
-            "{:?} {} -> {}",
-            self.request.method,
-            display_url(&self.request.url),
-            raw.status
+            "{:?} {} -> {status}",
+            self.method,
+            display_url(&self.url)
         ));
         Ok(Response {
-            url: self.request.url,
-            status: raw.status,
-            headers: raw.headers,
-            body: raw.body,
+            url: self.url,
+            status,
+            headers,
+            body,
+            captured,
         })
+    }
+
+    /// Over a test transport: the SDK writes the values in and captures fields itself, as
+    /// the host does.
+    fn send_plain(&self, transport: &dyn Transport) -> Result<Sent, ConnectorError> {
+        // Every value written in, to scrub from the response as the host does.
+        let written = std::cell::RefCell::new(Vec::<(String, String)>::new());
+        let plain = |secret: &Secret| match secret.view() {
+            View::Plain(value) => {
+                written.borrow_mut().push((secret.name(), value.to_owned()));
+                Ok(value.to_owned())
+            }
+            View::Sealed(_) => Err(ConnectorError::Other(
+                "a sealed secret can only be sent through the host".to_owned(),
+            )),
+        };
+        let mut headers = self.headers.clone();
+        for (name, secret) in &self.sealed_headers {
+            headers.push(Header {
+                name: name.clone(),
+                value: plain(secret)?,
+            });
+        }
+        match &self.authorization {
+            Authorization::None => {}
+            Authorization::Bearer(token) => headers.push(Header {
+                name: "Authorization".to_owned(),
+                value: format!("Bearer {}", plain(token)?),
+            }),
+            Authorization::Basic(user, password) => {
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{user}:{}", plain(password)?));
+                headers.push(Header {
+                    name: "Authorization".to_owned(),
+                    value: format!("Basic {encoded}"),
+                });
+            }
+        }
+        let body = match &self.body {
+            Body::Empty => Vec::new(),
+            Body::Bytes(bytes) => bytes.clone(),
+            Body::Form(fields) => {
+                let mut pairs = Vec::with_capacity(fields.len());
+                for (name, field) in fields {
+                    let value = match field {
+                        Field::Text(text) => text.clone(),
+                        Field::Secret(secret) => plain(secret)?,
+                    };
+                    pairs.push((name.as_str(), value));
+                }
+                headers.insert(
+                    0,
+                    Header {
+                        name: "Content-Type".to_owned(),
+                        value: "application/x-www-form-urlencoded".to_owned(),
+                    },
+                );
+                let pairs: Vec<(&str, &str)> =
+                    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                encode_form(&pairs).into_bytes()
+            }
+        };
+        let request = Request {
+            method: self.method,
+            url: self.url.clone(),
+            headers,
+            body,
+            timeout_ms: self.timeout_ms,
+        };
+        let raw = transport
+            .send(&request)
+            .map_err(|e| connector_error(&e, &self.url))?;
+        let mut body = raw.body;
+        let mut captured = Vec::new();
+        if (200..300).contains(&raw.status)
+            && !self.captures.is_empty()
+            && let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body)
+        {
+            let expires = object
+                .get("expires_in")
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
+                .map(|s| now().saturating_add(s));
+            for (field, _) in &self.captures {
+                if let Some(serde_json::Value::String(value)) = object.get(field) {
+                    captured.push((field.clone(), Secret::plain(field, value, expires)));
+                    object.insert(
+                        field.clone(),
+                        serde_json::Value::String(format!("[sealed:{field}]")),
+                    );
+                }
+            }
+            body = serde_json::to_vec(&object).unwrap_or(body);
+        }
+        let written = written.into_inner();
+        let body = scrub(&String::from_utf8_lossy(&body), &written).into_bytes();
+        let headers = raw
+            .headers
+            .into_iter()
+            .map(|h| Header {
+                value: scrub(&h.value, &written),
+                name: h.name,
+            })
+            .collect();
+        Ok((raw.status, headers, body, captured))
+    }
+
+    /// Through the host's `host-http.send`.
+    fn send_host(&self) -> Result<Sent, ConnectorError> {
+        // Off WebAssembly there is no host to link against.
+        if !cfg!(target_arch = "wasm32") {
+            return Err(ConnectorError::Other(format!(
+                "the request to `{}` has no host to go through outside WebAssembly; give the client a transport",
+                display_url(&self.url)
+            )));
+        }
+        let sealed_headers: Vec<wit::SealedHeader<'_>> = self
+            .sealed_headers
+            .iter()
+            .map(|(name, secret)| wit::SealedHeader {
+                name: name.clone(),
+                value: vec![part(secret)],
+            })
+            .collect();
+        let mut headers = self.headers.clone();
+        let authorization = match &self.authorization {
+            Authorization::None => wit::Authorization::None,
+            Authorization::Bearer(token) => match token.view() {
+                View::Sealed(handle) => wit::Authorization::Bearer(handle),
+                View::Plain(value) => {
+                    headers.push(Header {
+                        name: "Authorization".to_owned(),
+                        value: format!("Bearer {value}"),
+                    });
+                    wit::Authorization::None
+                }
+            },
+            Authorization::Basic(user, password) => {
+                wit::Authorization::Basic(wit::BasicCredentials {
+                    user: vec![wit::Part::Text(user.clone())],
+                    password: vec![part(password)],
+                })
+            }
+        };
+        let body = match &self.body {
+            Body::Empty => wit::Body::Empty,
+            Body::Bytes(bytes) => wit::Body::Bytes(bytes.clone()),
+            Body::Form(fields) => wit::Body::Form(
+                fields
+                    .iter()
+                    .map(|(name, field)| wit::FormField {
+                        name: name.clone(),
+                        value: vec![match field {
+                            Field::Text(text) => wit::Part::Text(text.clone()),
+                            Field::Secret(secret) => part(secret),
+                        }],
+                    })
+                    .collect(),
+            ),
+        };
+        let request = wit::Request {
+            method: self.method,
+            url: self.url.clone(),
+            headers,
+            sealed_headers,
+            authorization,
+            body,
+            captures: self
+                .captures
+                .iter()
+                .map(|(field, hosts)| wit::Capture {
+                    field: field.clone(),
+                    hosts: hosts.clone(),
+                })
+                .collect(),
+            timeout_ms: self.timeout_ms,
+        };
+        let response = host_send(&request).map_err(|e| connector_error(&e, &self.url))?;
+        let captured = response
+            .captured
+            .into_iter()
+            .map(|c| (c.field, Secret::sealed(c.value)))
+            .collect();
+        Ok((response.status, response.headers, response.body, captured))
     }
 }
 
+/// A secret as a request part: the host's handle, or a test secret's value.
+fn part(secret: &Secret) -> wit::Part<'_> {
+    match secret.view() {
+        View::Sealed(handle) => wit::Part::Secret(handle),
+        View::Plain(value) => wit::Part::Text(value.to_owned()),
+    }
+}
+
+/// Status, headers, body and captured secrets of a sent request.
+type Sent = (u16, Vec<Header>, Vec<u8>, Vec<(String, Secret)>);
+
+#[cfg(target_arch = "wasm32")]
+fn host_send(request: &wit::Request<'_>) -> Result<wit::Response, HttpError> {
+    wit::send(request)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn host_send(_: &wit::Request<'_>) -> Result<wit::Response, HttpError> {
+    Err(HttpError::Invalid("no host outside WebAssembly".to_owned()))
+}
+
+/// `text` with each value (raw, percent-encoded, JSON-escaped, base64) read as `[sealed:NAME]`,
+/// as the host shows a response to a connector.
+fn scrub(text: &str, values: &[(String, String)]) -> String {
+    let mut out = text.to_owned();
+    for (name, value) in values.iter().filter(|(_, v)| v.len() >= 4) {
+        let json = serde_json::Value::String(value.clone()).to_string();
+        let forms = [
+            value.clone(),
+            encode_component(value),
+            json[1..json.len() - 1].to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(value),
+        ];
+        for form in forms {
+            out = out.replace(&form, &format!("[sealed:{name}]"));
+        }
+    }
+    out
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A response, with the URL it answers.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Response {
     url: String,
     /// The HTTP status.
     pub status: u16,
-    /// The headers, as received.
+    /// The headers, as received (any known secret in them reads `[sealed:NAME]`).
     pub headers: Vec<Header>,
-    /// The body, as received.
+    /// The body, as received (captured fields and known secrets read `[sealed:NAME]`).
     pub body: Vec<u8>,
+    captured: Vec<(String, Secret)>,
 }
 
 impl fmt::Debug for Response {
@@ -273,7 +576,24 @@ impl Response {
                 })
                 .collect(),
             body: body.to_vec(),
+            captured: Vec::new(),
         }
+    }
+
+    /// The secret captured from field `field` (see [`RequestBuilder::capture`]), or an
+    /// `unavailable` error naming the field when the response did not carry it.
+    pub fn captured(&self, field: &str) -> Result<Secret, ConnectorError> {
+        self.captured
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, secret)| secret.clone())
+            .ok_or_else(|| {
+                ConnectorError::Unavailable(format!(
+                    "`{}` answered HTTP {} without a `{field}` to capture",
+                    display_url(&self.url),
+                    self.status
+                ))
+            })
     }
 
     /// The URL that was requested.
@@ -445,6 +765,7 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
+    use crate::Secret;
 
     fn raw(status: u16, headers: &[(&str, &str)], body: &str) -> RawResponse {
         RawResponse {
@@ -484,7 +805,7 @@ mod tests {
         assert_eq!(r.status, 200);
         client
             .get("https://arm.example/x")
-            .bearer("tok")
+            .bearer(&Secret::for_tests("token", "tok"))
             .timeout_ms(500)
             .send()
             .unwrap();
@@ -509,6 +830,56 @@ mod tests {
         assert_eq!(seen[1].timeout_ms, Some(500));
         assert_eq!(seen[2].body, b"{\"k\":[1]}");
         assert_eq!(seen[2].headers[0].value, "application/json");
+    }
+
+    #[test]
+    fn test_secrets_are_written_in_and_captured_fields_sealed_as_the_host_does() {
+        let seen = Rc::new(RefCell::new(Vec::<Request>::new()));
+        let log = Rc::clone(&seen);
+        let client = Client::with_transport(move |req: &Request| {
+            log.borrow_mut().push(req.clone());
+            Ok(raw(
+                200,
+                &[],
+                r#"{"token_type":"Bearer","expires_in":60,"access_token":"AT-1"}"#,
+            ))
+        });
+        let secret = Secret::for_tests("client_secret", "s3cr/t~");
+        let r = client
+            .post("https://login.example/token")
+            .form(&[("grant_type", "client_credentials")])
+            .form_secret("client_secret", &secret)
+            .header_secret("x-key", &secret)
+            .basic("app", &secret)
+            .capture("access_token", &[])
+            .send()
+            .unwrap();
+        let sent = &seen.borrow()[0];
+        assert_eq!(
+            String::from_utf8(sent.body.clone()).unwrap(),
+            "grant_type=client_credentials&client_secret=s3cr%2Ft~"
+        );
+        let header = |name: &str| {
+            sent.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value.clone())
+        };
+        assert_eq!(header("x-key").as_deref(), Some("s3cr/t~"));
+        assert_eq!(
+            header("authorization").as_deref(),
+            Some("Basic YXBwOnMzY3IvdH4=")
+        );
+        let token = r.captured("access_token").unwrap();
+        assert_eq!(token.name(), "access_token");
+        assert!(token.expires_at().is_some());
+        let body: serde_json::Value = r.json().unwrap();
+        assert_eq!(body["access_token"], "[sealed:access_token]");
+        assert_eq!(body["expires_in"], 60);
+        assert_eq!(
+            r.captured("refresh_token").unwrap_err().kind(),
+            "unavailable"
+        );
     }
 
     #[test]
@@ -623,7 +994,7 @@ mod tests {
     }
 
     #[test]
-    fn host_transport_fails_cleanly_off_wasm() {
+    fn the_host_client_fails_cleanly_off_wasm() {
         let err = Client::new().get("https://a.example/").send().unwrap_err();
         assert_eq!(err.kind(), "other");
     }

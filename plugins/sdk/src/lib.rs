@@ -9,14 +9,18 @@
 //! - [`Session`]: one authenticated connection; the host calls its methods for *Verify
 //!   connectivity* and for every stage of a scan.
 //! - [`http`]: a small client over the host's `host-http` import, with JSON and form helpers.
+//! - [`Secret`]: a sealed credential. Secret settings and captured tokens are handles; a
+//!   request names them where their values go and the host writes the values in, only for the
+//!   hosts they are bound to.
 //! - [`pager`]: opaque cursors, so paging state travels with the host, not in memory, and
 //!   [`pager::offset_page`] for listings read whole.
 //! - [`skipped`]: rows the connector could not use, counted and reported as a listing that
 //!   ends incomplete (never dropped silently).
 //! - Short constructors for the records a connector builds most: [`Registry::new`],
-//!   [`Repository::new`], [`ImageRef::new`], [`Image::new`].
+//!   [`Repository::new`], [`ImageRef::new`], [`Image::new`], and pages
+//!   ([`RegistryPage::new`], [`FindingPage::with_gap`], …).
 //! - [`SettingSpec`], [`ConnectorError`] and the other records of the contract
-//!   (`keelson:registry@0.1.0`), re-exported as they are generated from the WIT.
+//!   (`keelson:registry@0.2.0`), re-exported as they are generated from the WIT.
 //!
 //! ```ignore
 //! use keelson_plugin_sdk::{Connector, ConnectorError, ConnectorInfo, Session, Settings};
@@ -37,9 +41,11 @@ pub mod http;
 pub mod log;
 pub mod pager;
 mod records;
+pub mod secret;
 mod settings;
 pub mod skipped;
 
+pub use secret::Secret;
 pub use settings::Settings;
 
 // The bindings stay private: connector authors see the curated names below, and a new
@@ -58,13 +64,18 @@ mod wit {
         pub_export_macro: true,
         default_bindings_module: "keelson_plugin_sdk::__private",
         additional_derives: [PartialEq],
+        // Records holding a sealed-secret handle cannot be compared.
+        additional_derives_ignore: [
+            "secret-setting", "part", "sealed-header", "form-field", "basic-credentials",
+            "authorization", "body", "request", "captured", "response",
+        ],
     });
 }
 
 pub use wit::keelson::registry::types::{
-    Account, ConnectorError, ConnectorInfo, Exploitability, Finding, FindingPage, FixStatus, Image,
-    ImageContext, ImagePage, ImageRef, PackageInfo, PageRequest, Platform, Reference, Registry,
-    RegistryPage, Repository, RepositoryPage, ScanScope, Setting, SettingSpec, Severity,
+    Account, ConnectorError, ConnectorInfo, Exploitability, Finding, FindingPage, FixStatus, Gap,
+    Image, ImageContext, ImagePage, ImageRef, PackageInfo, PageRequest, Platform, Reference,
+    Registry, RegistryPage, Repository, RepositoryPage, ScanScope, Setting, SettingSpec, Severity,
 };
 
 /// A connector: what it is and how it opens a session.
@@ -125,10 +136,7 @@ pub trait Session: 'static {
         page: PageRequest,
     ) -> Result<FindingPage, ConnectorError> {
         let _ = (scope, page);
-        Ok(FindingPage {
-            items: Vec::new(),
-            next: None,
-        })
+        Ok(FindingPage::new(Vec::new(), None))
     }
 
     /// Describes a batch of images (tags, push times, exposure). Called after scanning, with
@@ -194,13 +202,24 @@ impl SettingSpec {
             default_value: None,
             choices: Vec::new(),
             only_when: None,
+            secret_hosts: Vec::new(),
         }
     }
 
-    /// Marks the setting secret: stored encrypted, never logged or shown again.
+    /// Marks the setting secret: stored encrypted, never logged or shown again, and given to
+    /// `connect` sealed ([`Settings::secret`]).
     #[must_use]
     pub fn secret(mut self) -> Self {
         self.secret = true;
+        self
+    }
+
+    /// The host patterns a secret's value may be sent to (they must lie inside the plugin's
+    /// `allowed_hosts`; the operator may narrow them). Left empty: the plugin's exact-host
+    /// grants.
+    #[must_use]
+    pub fn secret_hosts(mut self, hosts: &[&str]) -> Self {
+        self.secret_hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
         self
     }
 
@@ -236,6 +255,32 @@ impl SettingSpec {
         self
     }
 }
+
+macro_rules! page_constructors {
+    ($($page:ident of $item:ident),*) => {$(
+        impl $page {
+            /// A page of `items` with the cursor of the next one and no gaps.
+            pub fn new(items: Vec<$item>, next: Option<String>) -> Self {
+                Self { items, next, gaps: Vec::new() }
+            }
+
+            /// Adds a part of the scope this page could not read (the listing goes on, and
+            /// ends incomplete).
+            #[must_use]
+            pub fn with_gap(mut self, gap: Gap) -> Self {
+                self.gaps.push(gap);
+                self
+            }
+        }
+    )*};
+}
+
+page_constructors!(
+    RegistryPage of Registry,
+    RepositoryPage of Repository,
+    ImagePage of Image,
+    FindingPage of Finding
+);
 
 impl Severity {
     /// Reads a scanner's severity word, ignoring case (`High`, `CRITICAL`, `moderate`);
@@ -301,6 +346,7 @@ pub mod __private {
     use std::marker::PhantomData;
 
     use crate::wit::exports::keelson::registry::{auth, enrichment, enumeration, scanning};
+    use crate::wit::keelson::registry::secrets::SecretSetting;
     pub use crate::wit::{export, exports};
     use crate::{
         Account, Connector, ConnectorError, ConnectorInfo, FindingPage, ImageContext, ImagePage,
@@ -335,9 +381,16 @@ pub mod __private {
             C::describe()
         }
 
-        fn connect(settings: Vec<Setting>) -> Result<auth::Session, ConnectorError> {
+        fn connect(
+            settings: Vec<Setting>,
+            secrets: Vec<SecretSetting>,
+        ) -> Result<auth::Session, ConnectorError> {
             crate::log::install_panic_hook();
-            let session = C::connect(Settings::new(settings))?;
+            let secrets = secrets
+                .into_iter()
+                .map(|s| (s.key, crate::Secret::sealed(s.value)))
+                .collect();
+            let session = C::connect(Settings::new(settings, secrets))?;
             Ok(auth::Session::new(SessionCell(session)))
         }
     }

@@ -1,16 +1,18 @@
 //! The settings a connection was opened with, with lookups that produce `invalid-config`
 //! errors naming the key.
 
-use crate::{ConnectorError, Setting};
+use crate::{ConnectorError, Secret, Setting};
 
-/// The settings the host passed to [`Connector::connect`](crate::Connector::connect), secrets
-/// included, keyed as in the connector's [`SettingSpec`](crate::SettingSpec)s.
+/// The settings the host passed to [`Connector::connect`](crate::Connector::connect), keyed as
+/// in the connector's [`SettingSpec`](crate::SettingSpec)s: plain values, and the secret ones
+/// sealed ([`Settings::secret`]).
 ///
 /// Values are trimmed and an empty value counts as absent. Error messages name the key and
-/// never the value, so they are safe for secrets too.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// never the value.
+#[derive(Clone, Default)]
 pub struct Settings {
     entries: Vec<(String, String)>,
+    secrets: Vec<(String, Secret)>,
 }
 
 // Hand-written so a secret never reaches a log through `{:?}`.
@@ -24,25 +26,49 @@ impl std::fmt::Debug for Settings {
 
 impl Settings {
     /// Wraps the settings as the host passed them.
-    pub fn new(settings: Vec<Setting>) -> Self {
+    pub fn new(settings: Vec<Setting>, secrets: Vec<(String, Secret)>) -> Self {
         Self {
             entries: settings.into_iter().map(|s| (s.key, s.value)).collect(),
+            secrets,
         }
     }
 
-    /// Builds settings from pairs, for tests and tools.
+    /// Builds settings from pairs, for tests and tools. Off WebAssembly a pair also stands in
+    /// for a secret of its key ([`Settings::secret`]).
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         Self {
             entries: pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            secrets: Vec::new(),
         }
     }
 
-    /// The keys present, in the order given.
+    /// The keys present, plain and secret, in the order given.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(k, _)| k.as_str())
+        self.entries
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(self.secrets.iter().map(|(k, _)| k.as_str()))
+    }
+
+    /// The sealed secret `key`, or an `invalid-config` error naming it.
+    pub fn secret(&self, key: &str) -> Result<Secret, ConnectorError> {
+        self.secret_opt(key)
+            .ok_or_else(|| ConnectorError::InvalidConfig(format!("setting `{key}` is required")))
+    }
+
+    /// The sealed secret `key`, if given. Off WebAssembly (unit tests, where no host seals
+    /// anything) a plain value under `key` stands in for it.
+    pub fn secret_opt(&self, key: &str) -> Option<Secret> {
+        if let Some((_, secret)) = self.secrets.iter().rev().find(|(k, _)| k == key) {
+            return Some(secret.clone());
+        }
+        if cfg!(target_arch = "wasm32") {
+            return None;
+        }
+        self.get(key).map(|value| Secret::for_tests(key, value))
     }
 
     /// The trimmed value of `key`, or `None` when absent or empty. A repeated key keeps its
@@ -142,6 +168,23 @@ mod tests {
             err.message(),
             Some("setting `bad` is `mars`; expected one of `public`, `usgov`")
         );
+    }
+
+    #[test]
+    fn secrets_are_looked_up_by_key_and_name_it_when_missing() {
+        let s = Settings::new(
+            vec![],
+            vec![("token".into(), Secret::for_tests("token", "v"))],
+        );
+        assert_eq!(s.secret("token").unwrap().name(), "token");
+        assert_eq!(s.keys().collect::<Vec<_>>(), ["token"]);
+        assert_eq!(
+            s.secret("other").unwrap_err(),
+            ConnectorError::InvalidConfig("setting `other` is required".into())
+        );
+        // Off WebAssembly a plain pair stands in, so unit tests can build settings from pairs.
+        let s = Settings::from_pairs(&[("client_secret", "CANARY")]);
+        assert_eq!(s.secret("client_secret").unwrap().name(), "client_secret");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use keelson_plugin_sdk::http::{Client, encode_component};
 use keelson_plugin_sdk::pager::{Cursor, offset_page};
 use keelson_plugin_sdk::{
     Account, Connector, ConnectorError, ConnectorInfo, Image, ImagePage, ImageRef, PageRequest,
-    Registry, RegistryPage, Repository, RepositoryPage, Session, SettingSpec, Settings,
+    Registry, RegistryPage, Repository, RepositoryPage, Secret, Session, SettingSpec, Settings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +64,7 @@ impl Connector for Template {
         Ok(TemplateSession {
             base: url.to_owned(),
             registry: host.to_owned(),
-            token: settings.required("token")?.to_owned(),
+            token: settings.secret("token")?,
             client: Client::new(),
         })
     }
@@ -74,7 +74,9 @@ struct TemplateSession {
     base: String,
     /// The registry's key: its login server, `host[:port]`.
     registry: String,
-    token: String,
+    /// Sealed: the host writes it into requests to the granted hosts; the connector never
+    /// sees its value.
+    token: Secret,
     client: Client,
 }
 
@@ -141,10 +143,7 @@ impl Session for TemplateSession {
             Cursor::decode::<After>(cursor)?;
         }
         let registry = Registry::new(&self.registry, &self.base);
-        Ok(RegistryPage {
-            items: vec![registry],
-            next: None,
-        })
+        Ok(RegistryPage::new(vec![registry], None))
     }
 
     fn list_repositories(
@@ -169,7 +168,7 @@ impl Session for TemplateSession {
         let items = names
             .map(|name| Repository::new(&self.registry, name))
             .collect();
-        Ok(RepositoryPage { items, next })
+        Ok(RepositoryPage::new(items, next))
     }
 
     fn list_images(
@@ -186,10 +185,7 @@ impl Session for TemplateSession {
         let items = entries
             .into_iter()
             .map(|e| Image::new(ImageRef::new(&self.registry, repository, &e.digest), e.tags));
-        Ok(ImagePage {
-            items: items.collect(),
-            next,
-        })
+        Ok(ImagePage::new(items.collect(), next))
     }
 }
 

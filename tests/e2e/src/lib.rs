@@ -67,6 +67,7 @@ impl AcrEnv {
             allowed_hosts: sim_host_patterns(&sim),
             limits: PluginLimits::default(),
             enabled: true,
+            allow_plaintext_secrets: false,
         };
         let plugin = runtime.load(&spec).await.expect("the ACR connector loads");
         Self {

@@ -383,6 +383,9 @@ async fn the_client_secret_never_appears_in_logs_or_errors() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // A callsite first met on another test's thread (no subscriber there) is cached as
+    // uninteresting; recompute now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
 
     let env = AcrEnv::start(SimOptions::new(Scenario::Small)).await;
     let good = env.sim.credentials();

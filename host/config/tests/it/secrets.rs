@@ -91,3 +91,17 @@ fn absolute_and_climbing_references_are_refused_when_loaded() {
         SecretRef::File("/srv/keelson/secrets/a/b".into())
     );
 }
+
+#[test]
+fn a_config_named_without_a_folder_reads_file_secrets_from_the_working_folder() {
+    let config = keelson_config::parse("", Path::new("plugins.toml")).unwrap();
+    assert_eq!(config.host.secrets_dir, Path::new("."));
+    let SecretRef::File(path) =
+        SecretRef::parse("key", "file:Cargo.toml", &config.host.secrets_dir).unwrap()
+    else {
+        panic!("a file reference")
+    };
+    // Tests run in the crate's folder, which has a Cargo.toml.
+    let resolved = resolve_secret_file(&config.host.secrets_dir, &path).unwrap();
+    assert_eq!(resolved, Path::new("Cargo.toml").canonicalize().unwrap());
+}

