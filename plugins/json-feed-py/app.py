@@ -1,11 +1,12 @@
 """A Keelson connector in Python: findings from a JSON feed over HTTPS.
 
 The registries, repositories and images are the ones the feed names; `scanning` returns its
-findings. Built with componentize-py against `wit/v0.1.0/` (see `build.sh`).
+findings. Built with componentize-py against `wit/` (see `build.sh`).
 """
 
 from componentize_py_types import Err
 from wit_world import exports
+from wit_world.imports import secrets as wit_secrets
 from wit_world.imports import types
 
 import auth
@@ -15,7 +16,7 @@ import feed
 def setting(key: str, label: str, help: str, secret: bool = False, required: bool = True):
     return types.SettingSpec(
         key=key, label=label, help=help, secret=secret, required=required,
-        default_value=None, choices=[], only_when=None,
+        default_value=None, choices=[], only_when=None, secret_hosts=[],
     )
 
 
@@ -35,14 +36,16 @@ class Auth(exports.Auth):
             suggested_hosts=[],
         )
 
-    def connect(self, settings: list[types.Setting]) -> auth.Session:
+    def connect(self, settings: list[types.Setting], secrets: list[wit_secrets.SecretSetting]) -> auth.Session:
         values = {s.key: s.value.strip() for s in settings if s.value.strip()}
         url = values.get("url")
         if not url:
             raise Err(types.ConnectorError_InvalidConfig("setting `url` is required"))
         if not url.startswith("https://") or "@" in url.split("/")[2]:
             raise Err(types.ConnectorError_InvalidConfig(f"setting `url` is `{url}`; expected an `https://` URL"))
-        return auth.Session(url, values.get("token"))
+        # The token is sealed: a handle the host writes into the request, never a string here.
+        token = next((s.value for s in secrets if s.key == "token"), None)
+        return auth.Session(url, token)
 
 
 def registries(session: auth.Session) -> list[str]:
@@ -59,6 +62,7 @@ class Enumeration(exports.Enumeration):
                 for r in items
             ],
             next=nxt,
+            gaps=[],
         )
 
     def list_repositories(self, session: auth.Session, registry: str, page: types.PageRequest) -> types.RepositoryPage:
@@ -67,7 +71,8 @@ class Enumeration(exports.Enumeration):
         names = sorted({f.image.repository for f in session.findings() if f.image.registry == registry})
         items, nxt = feed.page(names, page)
         return types.RepositoryPage(
-            items=[types.Repository(registry=registry, name=n, updated_at=None) for n in items], next=nxt
+            items=[types.Repository(registry=registry, name=n, updated_at=None) for n in items], next=nxt,
+            gaps=[],
         )
 
     def list_images(self, session: auth.Session, registry: str, repository: str, page: types.PageRequest) -> types.ImagePage:
@@ -86,6 +91,7 @@ class Enumeration(exports.Enumeration):
                 for d in items
             ],
             next=nxt,
+            gaps=[],
         )
 
 
@@ -94,7 +100,7 @@ class Scanning(exports.Scanning):
         wanted = set(scope.registries)
         selected = [f for f in session.findings() if not wanted or f.image.registry in wanted]
         items, nxt = feed.page(selected, page)
-        return types.FindingPage(items=items, next=nxt)
+        return types.FindingPage(items=items, next=nxt, gaps=[])
 
 
 class Enrichment(exports.Enrichment):

@@ -7,6 +7,7 @@ interface, so this file must be called `auth.py`.
 from componentize_py_types import Err
 from wit_world.exports import auth
 from wit_world.imports import host_http, types
+from wit_world.imports import secrets as wit_secrets
 
 import feed
 
@@ -14,7 +15,7 @@ import feed
 class Session(auth.Session):
     """Holds the settings and, once read, the feed's findings."""
 
-    def __init__(self, url: str, token: str | None):
+    def __init__(self, url: str, token: "wit_secrets.Secret | None"):
         self.url = url
         self.token = token
         self._findings: list[types.Finding] | None = None
@@ -36,10 +37,13 @@ class Session(auth.Session):
 
     def fetch(self) -> bytes:
         headers = [host_http.Header(name="Accept", value="application/json")]
-        if self.token:
-            headers.append(host_http.Header(name="Authorization", value=f"Bearer {self.token}"))
+        # The host writes the sealed token into `Authorization`, only towards its bound hosts.
+        authorization = (
+            host_http.Authorization_Bearer(self.token) if self.token else host_http.Authorization_None_()
+        )
         request = host_http.Request(
-            method=host_http.Method.GET, url=self.url, headers=headers, body=b"", timeout_ms=None
+            method=host_http.Method.GET, url=self.url, headers=headers, sealed_headers=[],
+            authorization=authorization, body=host_http.Body_Empty(), captures=[], timeout_ms=None,
         )
         try:
             response = host_http.send(request)

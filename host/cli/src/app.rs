@@ -333,41 +333,59 @@ pub(crate) async fn connect(
 }
 
 /// Where secret `key` of `plugin` may be sent: the hosts its setting declares (each inside the
-/// plugin's `allowed_hosts`), or else the plugin's exact-host grants.
+/// plugin's `allowed_hosts`), else the plugin's exact-host grants; narrowed by the operator's
+/// `secret_hosts` for that key, which must lie inside those.
 fn secret_hosts(
     plugin: &Plugin,
     key: &str,
     exact_hosts: &[HostPattern],
 ) -> anyhow::Result<Vec<HostPattern>> {
+    let id = plugin.id();
     let declared = plugin
         .describe()
         .settings
         .iter()
         .find(|s| s.key == key)
         .map_or(&[][..], |s| s.secret_hosts.as_slice());
-    if declared.is_empty() {
-        return Ok(exact_hosts.to_vec());
-    }
     let granted = &plugin.spec().allowed_hosts;
-    declared
-        .iter()
-        .map(|text| {
-            let pattern = HostPattern::parse(text).map_err(|e| {
-                anyhow::anyhow!(
-                    "plugin `{}` declares secret `{key}` bound to {e}; the plugin is broken, ask its author",
-                    plugin.id()
-                )
-            })?;
-            if granted.iter().any(|g| pattern.within(g)) {
-                Ok(pattern)
-            } else {
-                anyhow::bail!(
-                    "plugin `{}` sends secret `{key}` to `{text}`, which is not in its `allowed_hosts` in plugins.toml; grant it there if you trust that host",
-                    plugin.id()
-                )
-            }
-        })
-        .collect()
+    let hosts: Vec<HostPattern> = if declared.is_empty() {
+        exact_hosts.to_vec()
+    } else {
+        declared
+            .iter()
+            .map(|text| {
+                let pattern = HostPattern::parse(text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "plugin `{id}` declares secret `{key}` bound to {e}; the plugin is broken, ask its author"
+                    )
+                })?;
+                if granted.iter().any(|g| pattern.within(g)) {
+                    Ok(pattern)
+                } else {
+                    anyhow::bail!(
+                        "plugin `{id}` sends secret `{key}` to `{text}`, which is not in its `allowed_hosts` in plugins.toml; grant it there if you trust that host"
+                    )
+                }
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let Some(narrowed) = plugin.spec().secret_hosts.get(key) else {
+        return Ok(hosts);
+    };
+    for pattern in narrowed {
+        if !hosts.iter().any(|h| pattern.within(h)) {
+            let allowed: Vec<String> = hosts.iter().map(|h| format!("`{h}`")).collect();
+            anyhow::bail!(
+                "`secret_hosts.{key}` of plugin `{id}` names `{pattern}`, where the plugin does not send that secret (it may go to {}); `secret_hosts` can only narrow",
+                if allowed.is_empty() {
+                    "no host".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            );
+        }
+    }
+    Ok(narrowed.clone())
 }
 
 /// Reads one secret reference under `host`'s `secrets_dir`; a reference to the master key (by

@@ -149,6 +149,7 @@ pub(crate) async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         // The runner checks a connector of any linked contract version, 0.1.0 included; only
         // test secrets are at stake here.
         allow_plaintext_secrets: true,
+        secret_hosts: std::collections::BTreeMap::new(),
     };
 
     let mut report = Report::default();

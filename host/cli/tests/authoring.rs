@@ -240,12 +240,13 @@ async fn the_python_connector_passes_conformance_and_reports_the_feed() {
             allowed_hosts: vec![grant.clone()],
             limits: PluginLimits::default(),
             enabled: true,
-            // The Python connector is still built against 0.1.0.
-            allow_plaintext_secrets: true,
+            allow_plaintext_secrets: false,
+            secret_hosts: std::collections::BTreeMap::new(),
         })
         .await
         .expect("the Python connector loads");
-    assert_eq!(plugin.wit_version(), "0.1.0");
+    assert_eq!(plugin.wit_version(), "0.2.0");
+    assert!(plugin.seals_secrets(), "the feed token reaches it sealed");
     let kv = |k: &str, v: &str| KeyValue {
         key: k.to_owned(),
         value: v.to_owned(),
@@ -253,11 +254,11 @@ async fn the_python_connector_passes_conformance_and_reports_the_feed() {
     let mut conn = plugin
         .connect(
             "py",
-            vec![kv("url", &url), kv("token", TOKEN)],
+            vec![kv("url", &url)],
             vec![BoundSecret {
                 name: "token".to_owned(),
                 value: TOKEN.to_owned(),
-                allowed_hosts: vec![grant],
+                allowed_hosts: vec![grant.clone()],
             }],
         )
         .await
@@ -307,8 +308,12 @@ async fn the_python_connector_passes_conformance_and_reports_the_feed() {
         let mut conn = plugin
             .connect(
                 "py-bad",
-                vec![kv("url", &url), kv("token", TOKEN)],
-                Vec::new(),
+                vec![kv("url", &url)],
+                vec![BoundSecret {
+                    name: "token".to_owned(),
+                    value: TOKEN.to_owned(),
+                    allowed_hosts: vec![grant.clone()],
+                }],
             )
             .await
             .expect("connects");

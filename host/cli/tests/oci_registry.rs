@@ -565,6 +565,7 @@ async fn connect_with(
         limits: PluginLimits::default(),
         enabled: true,
         allow_plaintext_secrets: false,
+        secret_hosts: BTreeMap::new(),
     };
     let plugin = runtime.load(&spec).await.expect("the connector loads");
     let kv = |k: &str, v: &str| KeyValue {

@@ -111,8 +111,6 @@ extra_ca_certs = [{ca:?}]
 id = "template"
 path = {path:?}
 allowed_hosts = ["{url}"]
-# What is tested here does not depend on the contract version the template is built for.
-allow_plaintext_secrets = true
 {connections}"#,
             cache = support::workspace_root()
                 .join("target/keelson-test-cache")
@@ -360,4 +358,29 @@ secrets = { url = "env:KEELSON_T_URL", token = "env:KEELSON_T_TOKEN" }
         all.contains("setting `url` is not secret for plugin `template` but is given as a secret; move it to `settings`"),
         "{all}"
     );
+}
+
+/// `secret_hosts` in a `[[plugin]]` entry narrows where a secret may go; it can never widen it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_narrows_where_a_secret_may_go() {
+    // Outside the grant: plugins.toml itself is refused, naming the setting and the host.
+    let folder = Folder::start("secret_hosts = { token = [\"https://elsewhere.test\"] }\n").await;
+    let out = folder.keelson(&["plugins", "list"], &[]);
+    let all = refused(&out);
+    assert!(
+        all.contains("secret `token` is bound to `https://elsewhere.test`, which is not inside this plugin's `allowed_hosts`"),
+        "{all}"
+    );
+
+    // Narrowed to the one granted host: the token is still written in there, and verify works.
+    let folder = Folder::start("secret_hosts = { token = [\"{url}\"] }\n").await;
+    let set_url = format!("url={}", folder.url());
+    let secret = format!("token=env:{TOKEN_VAR}");
+    let out = folder.keelson(
+        &[
+            "connect", "template", "--name", "t", "--set", &set_url, "--secret", &secret,
+        ],
+        &[],
+    );
+    ok_and_clean(&out);
 }

@@ -145,6 +145,10 @@ pub enum Problem {
     UnknownPlugin { plugin: String, known: Vec<String> },
     #[error("bad entry in `allowed_hosts`: {0}")]
     BadHostPattern(HostPatternError),
+    #[error(
+        "secret `{key}` is bound to `{pattern}`, which is not inside this plugin's `allowed_hosts`; `secret_hosts` can only narrow the grant: add the host to `allowed_hosts` or bind the secret to a granted one"
+    )]
+    SecretHostNotGranted { key: String, pattern: String },
     #[error("`{0}` is not a SHA-256 digest; expected 64 hexadecimal characters")]
     BadSha256(String),
     #[error(

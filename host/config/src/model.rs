@@ -181,6 +181,10 @@ pub struct PluginSpec {
     /// `allow_plaintext_secrets = true` lets a plugin built for contract 0.1.0 load, although
     /// that contract hands it secret values in plaintext (0.2.0 seals them).
     pub allow_plaintext_secrets: bool,
+    /// `secret_hosts = { token = ["https://feed.example"] }`: the operator's narrowing of where
+    /// each secret may be sent; each pattern lies inside `allowed_hosts`, and at connect inside
+    /// the hosts the plugin declares for that secret.
+    pub secret_hosts: BTreeMap<String, Vec<HostPattern>>,
 }
 
 /// Resource limits of one plugin instance.
@@ -748,6 +752,7 @@ mod tests {
             limits: PluginLimits::default(),
             enabled: true,
             allow_plaintext_secrets: false,
+            secret_hosts: BTreeMap::new(),
         };
         let config = Config {
             source: PathBuf::from("plugins.toml"),

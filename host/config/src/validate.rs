@@ -306,6 +306,26 @@ fn plugin(wire: &PluginWire, src: &Source<'_>) -> Result<PluginSpec, Error> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let mut secret_hosts = BTreeMap::new();
+    for (key, patterns) in &wire.secret_hosts {
+        let mut parsed = Vec::with_capacity(patterns.len());
+        for v in patterns {
+            let pattern = HostPattern::parse(v.get_ref())
+                .map_err(|e| src.err(&v.span(), Problem::BadHostPattern(e)))?;
+            if !allowed_hosts.iter().any(|g| pattern.within(g)) {
+                return Err(src.err(
+                    &v.span(),
+                    Problem::SecretHostNotGranted {
+                        key: key.clone(),
+                        pattern: v.get_ref().clone(),
+                    },
+                ));
+            }
+            parsed.push(pattern);
+        }
+        secret_hosts.insert(key.clone(), parsed);
+    }
+
     let defaults = PluginLimits::default();
     let limit = |value: &Option<Spanned<u64>>,
                  key: &'static str,
@@ -356,6 +376,7 @@ fn plugin(wire: &PluginWire, src: &Source<'_>) -> Result<PluginSpec, Error> {
         limits,
         enabled: wire.enabled.unwrap_or(true),
         allow_plaintext_secrets: wire.allow_plaintext_secrets.unwrap_or(false),
+        secret_hosts,
     })
 }
 

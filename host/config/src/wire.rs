@@ -132,6 +132,8 @@ pub(crate) struct PluginWire {
     pub(crate) max_response_mb: Option<S<u64>>,
     pub(crate) enabled: Option<bool>,
     pub(crate) allow_plaintext_secrets: Option<bool>,
+    #[serde(default)]
+    pub(crate) secret_hosts: BTreeMap<String, Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

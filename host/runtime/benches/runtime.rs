@@ -63,6 +63,7 @@ async fn run() {
         enabled: true,
         // The well-behaved fixture is built against 0.1.0.
         allow_plaintext_secrets: true,
+        secret_hosts: std::collections::BTreeMap::new(),
     };
     let size = std::fs::metadata(&spec.path).unwrap().len();
     println!("component: well_behaved.wasm, {size} bytes");

@@ -39,6 +39,10 @@ fn cell_text(value: Option<&Value>) -> String {
 /// One CSV field: a leading `=`, `+`, `-`, `@`, tab or carriage return (which a spreadsheet would
 /// run as a formula) gets a `'` in front; quotes, commas and line breaks are quoted.
 pub fn csv_field(text: &str) -> String {
+    // Plugin text is data: control and bidi characters become visible escapes, so a cell can
+    // neither rewrite the terminal it is printed on nor reorder what a reader sees.
+    let text = keelson_core::text::for_terminal(text);
+    let text = text.as_ref();
     let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
@@ -222,6 +226,14 @@ pub fn sarif(rows: &[Value]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_neutralise_control_and_bidi_characters() {
+        assert_eq!(
+            csv_field("a\u{1b}]52;c;x\u{7}b\u{202e}c"),
+            "a\\u{1b}]52;c;x\\u{7}b\\u{202e}c"
+        );
+    }
 
     #[test]
     fn csv_fields_are_formula_escaped_and_quoted() {

@@ -68,6 +68,7 @@ impl AcrEnv {
             limits: PluginLimits::default(),
             enabled: true,
             allow_plaintext_secrets: false,
+            secret_hosts: BTreeMap::new(),
         };
         let plugin = runtime.load(&spec).await.expect("the ACR connector loads");
         Self {

@@ -198,6 +198,11 @@ fn full_example_is_read_field_by_field() {
         hosts,
         ["https://login.microsoftonline.com", "https://*.azurecr.io"]
     );
+    let narrowed: Vec<String> = acr.secret_hosts["client_secret"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(narrowed, ["https://login.microsoftonline.com"]);
     assert!(acr.allowed_hosts[1].matches("https", "myreg.azurecr.io", 443));
     assert_eq!(acr.limits.memory_bytes, 128 << 20);
     assert_eq!(

@@ -1096,9 +1096,6 @@ async fn denials_are_logged_without_secrets_or_queries() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    // A callsite first met on another test's thread (no subscriber there) is cached as
-    // uninteresting; recompute now that this thread has one.
-    tracing::callsite::rebuild_interest_cache();
     let evil = TestServer::start(|_, _| Reply::ok("stolen")).await;
     let session = Egress::new(settings()).unwrap().session(secret_grant(1));
     let url = format!(

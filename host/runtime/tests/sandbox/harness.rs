@@ -47,6 +47,7 @@ pub(crate) fn spec(id: &str, file: &str) -> PluginSpec {
         // The hostile and well-behaved fixtures are built against 0.1.0 (their tests need the
         // plaintext to try to leak it); the red-team suite turns this off.
         allow_plaintext_secrets: true,
+        secret_hosts: std::collections::BTreeMap::new(),
     }
 }
 

@@ -367,9 +367,6 @@ async fn output_flood_is_capped_and_escaped() {
         .with_max_level(tracing::Level::INFO)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    // A callsite first met on another test's thread (no subscriber there) is cached as
-    // uninteresting; recompute now that this thread has one.
-    tracing::callsite::rebuild_interest_cache();
 
     let rt = runtime_with(RuntimeSettings {
         max_output_bytes: 16 << 10,
