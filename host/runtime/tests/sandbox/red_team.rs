@@ -279,3 +279,55 @@ async fn under_contract_0_1_re_encoded_plaintext_gets_past_byte_matching() {
         "{collected}"
     );
 }
+
+/// T37 at the host boundary: the bound service echoes the canary, and the plugin puts what came
+/// back into its error, its panic message, or its stderr before it traps. The host's errors
+/// (message and debug form) never hold the plaintext: the echo already read `[sealed:canary]`
+/// when the plugin got it.
+#[tokio::test]
+async fn an_echoed_canary_never_comes_back_through_an_error_a_panic_or_a_trap() {
+    let bound = Recorder::start(None);
+    let rt = runtime();
+    let mut s = spec("red-team", "red_team");
+    s.allowed_hosts = hosts(&[&bound.url()]);
+    s.allow_plaintext_secrets = false;
+    let plugin = load(&rt, &s).await.unwrap();
+    for mode in ["error", "panic", "trap"] {
+        let secret = BoundSecret {
+            name: "canary".into(),
+            value: CANARY.into(),
+            allowed_hosts: hosts(&[&bound.url()]),
+        };
+        let mut conn = plugin
+            .connect(
+                mode,
+                settings(&[
+                    ("bound", &bound.url()),
+                    ("evil", &bound.url()),
+                    ("mode", mode),
+                    ("canary", CANARY),
+                ]),
+                vec![secret],
+            )
+            .await
+            .unwrap();
+        let err = conn
+            .list_registries(keelson_connector::PageRequest::first(10))
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        // An error's message and a trap's stderr tail come back; a panic's message goes to the
+        // log through the SDK's hook, not into the error.
+        if mode != "panic" {
+            assert!(shown.contains("the service said"), "{mode}: {shown}");
+            assert!(shown.contains("[sealed:canary]"), "{mode}: {shown}");
+        }
+        for form in encodings(CANARY) {
+            assert!(!shown.contains(&form), "{mode}: `{form}` in {shown}");
+        }
+    }
+    assert!(
+        bound.received().contains("CANARY-9d2f~red%2Fteam%2Bsecret"),
+        "the value was written in where it may go"
+    );
+}
