@@ -1,6 +1,6 @@
 //! Who may do what: the `Host` check, API tokens and sessions, roles, Origin and CSRF checks.
 //!
-//! Every request passes [`guard`] first. It refuses a `Host` that is not one of the bound
+//! Every request passes `guard` first. It refuses a `Host` that is not one of the bound
 //! addresses, so a page on another site that rebinds its DNS name to 127.0.0.1 reaches nothing.
 //! It then finds the caller: a bearer token, or a session cookie made by signing in with a token.
 //! A request that changes something must carry an allowed `Origin` (browsers always send it on
@@ -71,7 +71,7 @@ impl Principal {
     }
 }
 
-/// The caller of one request, as [`guard`] found it.
+/// The caller of one request, as `guard` found it.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Option<Principal>,

@@ -51,7 +51,7 @@ fn asset(body: &'static str, mime: &'static str) -> Response {
         .into_response()
 }
 
-/// The whole service: API, pages and assets, every request through [`auth::guard`] and every
+/// The whole service: API, pages and assets, every request through `auth::guard` and every
 /// response with `security_headers`.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()

@@ -56,13 +56,18 @@ pub fn take_captured() -> Vec<(Level, String)> {
 }
 
 /// Installs, once, a panic hook that logs the panic message and location at
-/// [`Level::Error`]. A component aborts on panic and the message would otherwise be lost.
+/// [`Level::Error`] and writes them to stderr, whose tail the host puts into the error of the
+/// trapped call. A component aborts on panic and the message would otherwise be lost.
 /// [`export_connector!`](crate::export_connector) calls this on every entry point.
 pub fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            log(Level::Error, &format!("connector panicked: {info}"));
+            let message = format!("connector panicked: {info}");
+            log(Level::Error, &message);
+            // Also on stderr, whose tail the host puts into the trap's error: the operator
+            // sees why the call failed where it failed, not only in the log.
+            eprintln!("{message}");
         }));
     });
 }
