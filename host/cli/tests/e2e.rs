@@ -188,7 +188,31 @@ async fn connect_verify_select_scan_resolve_and_fail_safely() {
     assert!(csv.starts_with("id,source_tool,registry,repository,vulnerability_id"));
     assert_eq!(csv.lines().count(), open_before.len() + 1);
 
-    // T37: the secrets never appear in any output, log line or the database.
+    // T37: the secrets never appear in any output, log line or the database, nor in what the
+    // API and the pages show of the runs (the failed ones' errors included) and the queue.
+    let token = env
+        .ok(&["token", "create", "--role", "viewer", "--name", "t37"])
+        .trim()
+        .to_owned();
+    let served = support::serve(env.dir.path());
+    let mut shown = String::new();
+    for path in [
+        "/api/v1/connections/prod/runs",
+        "/api/v1/connections",
+        "/api/v1/issues?limit=500",
+        "/connections/prod",
+        "/issues",
+        "/connectors",
+    ] {
+        let (status, body) = support::http_get(&served, path, &token);
+        assert_eq!(status, 200, "{path}: {body}");
+        shown.push_str(&body);
+    }
+    drop(served);
+    assert!(
+        shown.contains("listing findings failed"),
+        "the third run's plugin error is among what was shown"
+    );
     let db = env.database_bytes();
     for canary in [env.secret(), canary_bad.to_owned()] {
         assert!(
@@ -196,6 +220,10 @@ async fn connect_verify_select_scan_resolve_and_fail_safely() {
             "a secret leaked into output or logs"
         );
         assert!(!contains(&db, &canary), "a secret leaked into the database");
+        assert!(
+            !shown.contains(&canary),
+            "a secret leaked into the API or a page"
+        );
     }
     env.sim.shutdown().await;
 }

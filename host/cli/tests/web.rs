@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -288,18 +288,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn keelson(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(KEELSON)
         .current_dir(dir)
@@ -316,30 +304,6 @@ fn keelson(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn serve(dir: &Path) -> Served {
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let mut child = Command::new(KEELSON)
-        .current_dir(dir)
-        .args(["--log", "info", "serve", "--bind", "127.0.0.1:0"])
-        .env_remove("KEELSON_CONFIG")
-        .env_remove("KEELSON_MASTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("keelson serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("serving on ")
-        .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
-        .to_owned();
-    Served { child, base }
 }
 
 fn sign_in(b: &Browser, base: &str, token: &str) {
@@ -369,7 +333,7 @@ async fn an_analyst_works_the_queue_in_a_real_browser() {
     )
     .trim()
     .to_owned();
-    let served = serve(dir.path());
+    let served = support::serve(dir.path());
     let base = served.base.clone();
     let (sim_login, sim_arm) = (sim.login_url(), sim.management_url());
     let db = dir.path().join("state/keelson.db");

@@ -722,7 +722,14 @@ impl Connection {
             }
         })?;
         let caps = inst.caps;
-        inst.outcome("verify", raw, |a| caps.account(a))
+        let mut account = inst.outcome("verify", raw, |a| caps.account(a))?;
+        // A 0.1.0 plugin holds its secrets: what it says is shown with them redacted.
+        let redact = &inst.store.data().redact;
+        account.display_name = redact.apply(&account.display_name);
+        for detail in &mut account.details {
+            detail.value = redact.apply(&detail.value);
+        }
+        Ok(account)
     }
 
     pub async fn list_registries(&mut self, page: PageRequest) -> Result<Page<Registry>> {
@@ -870,7 +877,13 @@ impl Connection {
                 }
             }
         })?;
-        inst.page("list-findings", raw, max, Caps::finding)
+        let mut page = inst.page("list-findings", raw, max, Caps::finding)?;
+        let redact = &inst.store.data().redact;
+        for finding in &mut page.items {
+            finding.title = redact.apply(&finding.title);
+            finding.description = redact.apply(&finding.description);
+        }
+        Ok(page)
     }
 
     /// `enrichment.describe-images`; at most one context per image asked about comes back.

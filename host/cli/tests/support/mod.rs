@@ -184,3 +184,67 @@ allowed_hosts = ["https://login.{suffix}:{port}", "https://management.{suffix}:{
     std::fs::write(dir.join("plugins.toml"), config).expect("write plugins.toml");
     sim
 }
+
+/// A running `keelson serve` (on a free loopback port, its log in `serve.log`); killed on drop.
+pub(crate) struct Served {
+    pub(crate) child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `keelson serve` in `dir` and waits for the address it serves on.
+pub(crate) fn serve(dir: &Path) -> Served {
+    use std::io::BufRead as _;
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keelson"))
+        .current_dir(dir)
+        .args(["--log", "info", "serve", "--bind", "127.0.0.1:0"])
+        .env_remove("KEELSON_CONFIG")
+        .env_remove("KEELSON_MASTER_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("keelson serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("serving on ")
+        .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
+        .to_owned();
+    Served { child, base }
+}
+
+/// `GET path` on a [`Served`] with a bearer token, over a plain loopback connection: the status
+/// and the body.
+pub(crate) fn http_get(served: &Served, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let authority = served.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connects to keelson serve");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}

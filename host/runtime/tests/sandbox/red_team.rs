@@ -329,3 +329,31 @@ async fn an_echoed_canary_never_comes_back_through_an_error_a_panic_or_a_trap() 
         "the value was written in where it may go"
     );
 }
+
+/// A 0.1.0 plugin holds the plaintext and may say it: what it returns from `verify` is shown
+/// with every encoding of the secret the host knows redacted.
+#[tokio::test]
+async fn what_a_plaintext_plugin_says_is_shown_with_its_secret_redacted() {
+    let rt = runtime();
+    let plugin = load(&rt, &spec("hostile", "hostile")).await.unwrap();
+    let secret = BoundSecret {
+        name: "canary".into(),
+        value: CANARY.into(),
+        allowed_hosts: Vec::new(),
+    };
+    let mut conn = plugin
+        .connect(
+            "echo",
+            settings(&[("mode", "echo-secret"), ("canary", CANARY)]),
+            vec![secret],
+        )
+        .await
+        .unwrap();
+    let account = conn.verify().await.unwrap();
+    assert_eq!(account.display_name, "account of [REDACTED]");
+    let shown = format!("{account:?}");
+    assert_eq!(shown.matches("[REDACTED]").count(), 3, "{shown}");
+    for form in encodings(CANARY) {
+        assert!(!shown.contains(&form), "`{form}` in {shown}");
+    }
+}
