@@ -1,7 +1,7 @@
 """A Keelson connector in Python: findings from a JSON feed over HTTPS.
 
 The registries, repositories and images are the ones the feed names; `scanning` returns its
-findings. Built with componentize-py against `wit/` (see `build.sh`).
+findings. Built with componentize-py against `wit/v0.2.0/` (see `build.sh`).
 """
 
 from componentize_py_types import Err

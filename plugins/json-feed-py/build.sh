@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 
 COMPONENTIZE_PY_VERSION=0.25.1
 out=target/json-feed-py
-hash=$({ echo "componentize-py $COMPONENTIZE_PY_VERSION"; cat wit/*.wit plugins/json-feed-py/*.py; } | sha256sum | cut -c1-16)
+hash=$({ echo "componentize-py $COMPONENTIZE_PY_VERSION"; cat wit/v0.2.0/*.wit plugins/json-feed-py/*.py; } | sha256sum | cut -c1-16)
 cached="$out/json_feed-$hash.wasm"
 
 if [ "${1:-}" = "--check" ]; then
@@ -30,7 +30,7 @@ if [ ! -f "$cached" ]; then
   fi
   # Built from a copy, so the interpreter's __pycache__ lands in target/, not in the sources.
   rm -rf "$out/src" && mkdir -p "$out/src" && cp plugins/json-feed-py/*.py "$out/src/"
-  .venv/bin/componentize-py -d wit -w registry-connector \
+  .venv/bin/componentize-py -d wit/v0.2.0 -w registry-connector \
     componentize -p "$out/src" app -o "$cached.tmp" >/dev/null
   mv "$cached.tmp" "$cached"
   find "$out" -name 'json_feed-*.wasm' ! -name "$(basename "$cached")" -delete

@@ -42,7 +42,8 @@ fn write_json<T: Serialize + ?Sized>(
 }
 
 /// Pretty JSON whose strings carry no raw control or bidi characters: serde_json escapes C0
-/// itself; DEL, C1 and the bidi characters, which JSON allows raw, become `\uXXXX` here.
+/// itself; DEL, C1 and the bidi characters, which JSON allows raw, become `\u` escapes with
+/// four hex digits (`\u202e`) here.
 struct TerminalSafe(PrettyFormatter<'static>);
 
 impl Formatter for TerminalSafe {

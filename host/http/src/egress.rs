@@ -63,9 +63,9 @@ struct Shared {
     retry: RetryPolicy,
     max_redirects: usize,
     max_header_bytes: usize,
-    /// Per plugin and connection: the hosts its listings named (login servers). A host that
-    /// only a wildcard grant admits must be one of them (T42).
-    discovered: std::sync::Mutex<HashMap<(String, String), HashSet<String>>>,
+    /// Per plugin and connection: the hosts its listings named (login servers), shared by all
+    /// its sessions. A host that only a wildcard grant admits must be one of them (T42).
+    discovered: std::sync::Mutex<HashMap<(String, String), Discovered>>,
 }
 
 impl std::fmt::Debug for Egress {
@@ -142,6 +142,16 @@ impl Egress {
             .cloned()
             .filter_map(Needles::new)
             .collect();
+        let discovered = grant.connection.as_ref().map(|connection| {
+            let mut all = self
+                .inner
+                .discovered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.entry((grant.plugin.clone(), connection.clone()))
+                .or_default()
+                .clone()
+        });
         EgressSession {
             inner: Arc::new(SessionInner {
                 egress: self.inner.clone(),
@@ -149,6 +159,7 @@ impl Egress {
                 grant,
                 needles,
                 stats: Stats::default(),
+                discovered,
             }),
         }
     }
@@ -224,7 +235,12 @@ struct SessionInner {
     needles: Vec<Needles>,
     semaphore: Semaphore,
     stats: Stats,
+    /// The connection's discovered hosts; `None` outside a connection.
+    discovered: Option<Discovered>,
 }
+
+/// The hosts one connection's listings named.
+type Discovered = Arc<std::sync::Mutex<HashSet<String>>>;
 
 impl std::fmt::Debug for EgressSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,40 +301,27 @@ impl EgressSession {
     /// Records that a listing of this connection named `registry` (`host[:port]`): from now on
     /// a wildcard grant admits that host for every session of the plugin and connection.
     pub fn admit(&self, registry: &str) {
-        let Some(connection) = &self.inner.grant.connection else {
+        let Some(discovered) = &self.inner.discovered else {
             return;
         };
         let host = registry
             .rsplit_once(':')
             .filter(|(_, port)| port.parse::<u16>().is_ok())
             .map_or(registry, |(host, _)| host);
-        let key = (self.inner.grant.plugin.clone(), connection.clone());
-        let mut discovered = self
-            .inner
-            .egress
-            .discovered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         discovered
-            .entry(key)
-            .or_default()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(keelson_core::normalize_host(host));
     }
 
     /// Whether a listing of this connection named `host`.
     fn discovered(&self, host: &str) -> bool {
-        let Some(connection) = &self.inner.grant.connection else {
-            return false;
-        };
-        let discovered = self
-            .inner
-            .egress
-            .discovered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        discovered
-            .get(&(self.inner.grant.plugin.clone(), connection.clone()))
-            .is_some_and(|hosts| hosts.contains(&keelson_core::normalize_host(host)))
+        self.inner.discovered.as_ref().is_some_and(|discovered| {
+            discovered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&keelson_core::normalize_host(host))
+        })
     }
 
     async fn follow(&self, request: Request, deadline: Instant) -> Result<Response, HttpError> {

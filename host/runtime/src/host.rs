@@ -16,6 +16,45 @@ use crate::bindings::{host_http, log};
 use crate::output::{Redactor, sanitize};
 use crate::sealed::Scrubber;
 
+/// The mappings of the WIT enums every contract version declares alike, written once and
+/// expanded where each version's `host_http` and `log` bindings are in scope.
+macro_rules! wit_mappings {
+    () => {
+        fn method(m: host_http::Method) -> http::Method {
+            match m {
+                host_http::Method::Get => http::Method::GET,
+                host_http::Method::Head => http::Method::HEAD,
+                host_http::Method::Post => http::Method::POST,
+                host_http::Method::Put => http::Method::PUT,
+                host_http::Method::Patch => http::Method::PATCH,
+                host_http::Method::Delete => http::Method::DELETE,
+            }
+        }
+
+        fn http_error(e: keelson_http::HttpError) -> host_http::HttpError {
+            match e {
+                keelson_http::HttpError::Denied(reason) => host_http::HttpError::Denied(reason),
+                keelson_http::HttpError::Timeout => host_http::HttpError::Timeout,
+                keelson_http::HttpError::Connect(m) => host_http::HttpError::Connect(m),
+                keelson_http::HttpError::TooLarge => host_http::HttpError::TooLarge,
+                keelson_http::HttpError::Invalid(m) => host_http::HttpError::Invalid(m),
+            }
+        }
+
+        fn tracing_level(level: log::Level) -> tracing::Level {
+            match level {
+                log::Level::Trace => tracing::Level::TRACE,
+                log::Level::Debug => tracing::Level::DEBUG,
+                log::Level::Info => tracing::Level::INFO,
+                log::Level::Warn => tracing::Level::WARN,
+                log::Level::Error => tracing::Level::ERROR,
+            }
+        }
+    };
+}
+
+wit_mappings!();
+
 mod v0_2;
 
 /// Caps that apply to one store.
@@ -139,10 +178,6 @@ impl HostState {
                 .iter()
                 .flat_map(|e| e.grant().secrets.iter().map(|s| s.value.clone())),
         );
-        let mut scrub = Scrubber::default();
-        for secret in egress.iter().flat_map(|e| e.grant().secrets.iter()) {
-            scrub.add(&secret.name, &secret.value);
-        }
         let stdout = MemoryOutputPipe::new(caps.output_bytes);
         let stderr = MemoryOutputPipe::new(caps.output_bytes);
         // The builder's defaults are what we want: no preopens, no environment, no arguments,
@@ -182,7 +217,8 @@ impl HostState {
             log_lines: 0,
             log_dropped: 0,
             redact,
-            scrub,
+            // Filled as values are sealed (`seal`); 0.1.0's plaintext secrets are `redact`'s.
+            scrub: Scrubber::default(),
         }
     }
 
@@ -254,37 +290,9 @@ impl host_http::Host for HostState {
     }
 }
 
-fn http_error(e: keelson_http::HttpError) -> host_http::HttpError {
-    match e {
-        keelson_http::HttpError::Denied(reason) => host_http::HttpError::Denied(reason),
-        keelson_http::HttpError::Timeout => host_http::HttpError::Timeout,
-        keelson_http::HttpError::Connect(m) => host_http::HttpError::Connect(m),
-        keelson_http::HttpError::TooLarge => host_http::HttpError::TooLarge,
-        keelson_http::HttpError::Invalid(m) => host_http::HttpError::Invalid(m),
-    }
-}
-
-fn method(m: host_http::Method) -> http::Method {
-    match m {
-        host_http::Method::Get => http::Method::GET,
-        host_http::Method::Head => http::Method::HEAD,
-        host_http::Method::Post => http::Method::POST,
-        host_http::Method::Put => http::Method::PUT,
-        host_http::Method::Patch => http::Method::PATCH,
-        host_http::Method::Delete => http::Method::DELETE,
-    }
-}
-
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) {
-        let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
-        };
-        self.write_log(level, &message);
+        self.write_log(tracing_level(level), &message);
     }
 }
 

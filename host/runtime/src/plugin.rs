@@ -235,6 +235,7 @@ impl Plugin {
                         value: secret.value,
                         hosts: secret.allowed_hosts,
                         expires_at: None,
+                        captured: false,
                     })
                     .map_err(|e| Error::Engine(format!("cannot seal a secret: {e}")))?;
                 sealed.push(v0_2::secrets::SecretSetting {

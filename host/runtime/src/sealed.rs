@@ -37,6 +37,9 @@ pub struct SealedSecret {
     /// When a captured token expires (seconds since the epoch), where the response or the
     /// token said.
     pub(crate) expires_at: Option<u64>,
+    /// Captured from a response (rather than a secret setting): forgotten by the scrubber when
+    /// the guest drops it.
+    pub(crate) captured: bool,
 }
 
 impl fmt::Debug for SealedSecret {
@@ -46,6 +49,7 @@ impl fmt::Debug for SealedSecret {
             .field("value", &"[sealed]")
             .field("hosts", &self.hosts)
             .field("expires_at", &self.expires_at)
+            .field("captured", &self.captured)
             .finish()
     }
 }
@@ -239,9 +243,15 @@ fn jwt_expiry(token: &str) -> Option<u64> {
 }
 
 /// Replaces known secret values, in each form the host writes them, with `[sealed:NAME]`.
+///
+/// It runs over every response a guest gets, so it holds only live values: a captured token is
+/// removed when the guest drops its handle (a scan captures a token per registry scope).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scrubber {
-    /// (encoded form, its replacement), longest first so a form containing another wins.
+    /// Each value added, with its replacement, in the order added.
+    values: Vec<(String, Vec<u8>)>,
+    /// (encoded form, its replacement) of every value, longest first so a form containing
+    /// another wins; rebuilt when a value comes or goes.
     forms: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -256,10 +266,26 @@ impl Scrubber {
         if value.len() < MIN_SCRUBBED {
             return;
         }
-        let label = label.as_bytes().to_vec();
-        for form in forms(value) {
-            if !self.forms.iter().any(|(f, _)| *f == form) {
-                self.forms.push((form, label.clone()));
+        self.values
+            .push((value.to_owned(), label.as_bytes().to_vec()));
+        self.rebuild();
+    }
+
+    /// Forgets one addition of `value` (another handle may hold the same value).
+    pub(crate) fn remove(&mut self, value: &str) {
+        if let Some(at) = self.values.iter().position(|(v, _)| v == value) {
+            self.values.remove(at);
+            self.rebuild();
+        }
+    }
+
+    fn rebuild(&mut self) {
+        self.forms.clear();
+        for (value, label) in &self.values {
+            for form in forms(value) {
+                if !self.forms.iter().any(|(f, _)| *f == form) {
+                    self.forms.push((form, label.clone()));
+                }
             }
         }
         self.forms
@@ -270,7 +296,7 @@ impl Scrubber {
     pub(crate) fn bytes(&self, bytes: &[u8]) -> Vec<u8> {
         let mut out = bytes.to_vec();
         for (form, label) in &self.forms {
-            if out.windows(form.len()).any(|w| w == form.as_slice()) {
+            if memchr::memmem::find(&out, form).is_some() {
                 out = replace(&out, form, label);
             }
         }
@@ -304,16 +330,17 @@ fn forms(value: &str) -> Vec<Vec<u8>> {
 
 fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(haystack, needle) {
+        // Matches may overlap (`aaa` in `aaaa`); skip those inside one already replaced.
+        if at < last {
+            continue;
         }
+        out.extend_from_slice(&haystack[last..at]);
+        out.extend_from_slice(with);
+        last = at + needle.len();
     }
+    out.extend_from_slice(&haystack[last..]);
     out
 }
 
@@ -327,6 +354,7 @@ mod tests {
             value: value.into(),
             hosts: vec![HostPattern::parse(host).unwrap()],
             expires_at: None,
+            captured: false,
         }
     }
 
@@ -429,5 +457,18 @@ mod tests {
             assert!(!out.contains(VALUE) && !out.contains(&b64), "{out}");
         }
         assert_eq!(scrub.text("ab ab"), "ab ab", "short values are left alone");
+    }
+
+    #[test]
+    fn a_removed_value_is_no_longer_scrubbed_unless_added_twice() {
+        let mut scrub = Scrubber::default();
+        scrub.add("access_token", "token-value-1");
+        scrub.add("access_token", "token-value-1");
+        scrub.remove("token-value-1");
+        assert_eq!(scrub.text("x token-value-1"), "x [sealed:access_token]");
+        scrub.remove("token-value-1");
+        assert_eq!(scrub.text("x token-value-1"), "x token-value-1");
+        assert_eq!(replace(b"aaaa", b"aa", b"-"), b"--");
+        assert_eq!(replace(b"abcabc", b"bc", b"X"), b"aXaX");
     }
 }

@@ -59,7 +59,7 @@ pub use settings::Settings;
 )]
 mod wit {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/v0.2.0",
         world: "registry-connector",
         pub_export_macro: true,
         default_bindings_module: "keelson_plugin_sdk::__private",

@@ -35,7 +35,12 @@ impl secrets::HostSecret for HostState {
     }
 
     async fn drop(&mut self, secret: Resource<SealedSecret>) -> wasmtime::Result<()> {
-        self.table.delete(secret)?;
+        let secret = self.table.delete(secret)?;
+        // Secret settings stay scrubbed for the whole store; a token the guest let go of can no
+        // longer be sent, so its forms need not be searched for in every later response.
+        if secret.captured {
+            self.scrub.remove(&secret.value);
+        }
         Ok(())
     }
 }
@@ -44,14 +49,7 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
-        };
-        self.write_log(level, &message);
+        self.write_log(tracing_level(level), &message);
         Ok(())
     }
 }
@@ -231,26 +229,7 @@ fn pieces(parts: &[Resolved]) -> Vec<Piece<'_>> {
         .collect()
 }
 
-fn method(m: host_http::Method) -> http::Method {
-    match m {
-        host_http::Method::Get => http::Method::GET,
-        host_http::Method::Head => http::Method::HEAD,
-        host_http::Method::Post => http::Method::POST,
-        host_http::Method::Put => http::Method::PUT,
-        host_http::Method::Patch => http::Method::PATCH,
-        host_http::Method::Delete => http::Method::DELETE,
-    }
-}
-
-fn http_error(e: keelson_http::HttpError) -> host_http::HttpError {
-    match e {
-        keelson_http::HttpError::Denied(reason) => host_http::HttpError::Denied(reason),
-        keelson_http::HttpError::Timeout => host_http::HttpError::Timeout,
-        keelson_http::HttpError::Connect(m) => host_http::HttpError::Connect(m),
-        keelson_http::HttpError::TooLarge => host_http::HttpError::TooLarge,
-        keelson_http::HttpError::Invalid(m) => host_http::HttpError::Invalid(m),
-    }
-}
+wit_mappings!();
 
 fn invalid(reason: &str) -> host_http::HttpError {
     host_http::HttpError::Invalid(reason.to_owned())
@@ -302,6 +281,7 @@ impl host_http::Host for HostState {
                     value: token.value,
                     hosts: capture_hosts[index].clone(),
                     expires_at: token.expires_at,
+                    captured: true,
                 })?;
                 captured.push(host_http::Captured {
                     field: token.field,

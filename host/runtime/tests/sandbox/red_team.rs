@@ -104,6 +104,15 @@ impl Recorder {
     }
 }
 
+/// The canary as a secret setting bound to `hosts`.
+fn canary(hosts_bound: &[&str]) -> BoundSecret {
+    BoundSecret {
+        name: "canary".into(),
+        value: CANARY.into(),
+        allowed_hosts: hosts(hosts_bound),
+    }
+}
+
 /// `value` in every encoding a plugin could have used to carry it.
 fn encodings(value: &str) -> Vec<String> {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -145,11 +154,7 @@ async fn a_sealed_secret_or_captured_token_never_reaches_a_host_it_is_not_bound_
     s.allow_plaintext_secrets = false;
     let plugin = load(&rt, &s).await.unwrap();
     assert!(plugin.seals_secrets());
-    let secret = BoundSecret {
-        name: "canary".into(),
-        value: CANARY.into(),
-        allowed_hosts: hosts(&[&bound.url()]),
-    };
+    let secret = canary(&[&bound.url()]);
     let mut conn = plugin
         .connect(
             "red",
@@ -234,11 +239,7 @@ async fn under_contract_0_1_re_encoded_plaintext_gets_past_byte_matching() {
     s.allowed_hosts = hosts(&[&bound.url(), &evil.url()]);
     let plugin = load(&rt, &s).await.unwrap();
     assert!(!plugin.seals_secrets());
-    let secret = BoundSecret {
-        name: "canary".into(),
-        value: CANARY.into(),
-        allowed_hosts: hosts(&[&bound.url()]),
-    };
+    let secret = canary(&[&bound.url()]);
     let mut conn = plugin
         .connect(
             "legacy",
@@ -293,11 +294,7 @@ async fn an_echoed_canary_never_comes_back_through_an_error_a_panic_or_a_trap() 
     s.allow_plaintext_secrets = false;
     let plugin = load(&rt, &s).await.unwrap();
     for mode in ["error", "panic", "trap"] {
-        let secret = BoundSecret {
-            name: "canary".into(),
-            value: CANARY.into(),
-            allowed_hosts: hosts(&[&bound.url()]),
-        };
+        let secret = canary(&[&bound.url()]);
         let mut conn = plugin
             .connect(
                 mode,
@@ -336,11 +333,7 @@ async fn an_echoed_canary_never_comes_back_through_an_error_a_panic_or_a_trap() 
 async fn what_a_plaintext_plugin_says_is_shown_with_its_secret_redacted() {
     let rt = runtime();
     let plugin = load(&rt, &spec("hostile", "hostile")).await.unwrap();
-    let secret = BoundSecret {
-        name: "canary".into(),
-        value: CANARY.into(),
-        allowed_hosts: Vec::new(),
-    };
+    let secret = canary(&[]);
     let mut conn = plugin
         .connect(
             "echo",
